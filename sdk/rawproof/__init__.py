@@ -8,8 +8,7 @@ Data path, top to bottom::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from rawproof._version import __version__
 from rawproof.errors import (
     FingerprintError,
     ImageFormatError,
@@ -20,16 +19,33 @@ from rawproof.errors import (
     SigningError,
     VerificationError,
 )
+from rawproof.provenance import (
+    CaptureInfo,
+    ModelRef,
+    ProvenanceReport,
+    ProvenanceState,
+    Signer,
+    SigningAlg,
+    build_manifest,
+    check_provenance,
+    mosaic_sha256,
+    sign_image,
+)
 from rawproof.raw import CFA, RawFrame
-
-try:
-    __version__ = version("rawproof")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CFA",
     "RawFrame",
+    "Signer",
+    "SigningAlg",
+    "CaptureInfo",
+    "ModelRef",
+    "ProvenanceReport",
+    "ProvenanceState",
+    "build_manifest",
+    "sign_image",
+    "check_provenance",
+    "mosaic_sha256",
     "RawproofError",
     "RawFormatError",
     "ModelError",

@@ -12,11 +12,11 @@ import importlib
 import logging
 import sys
 
-from rawproof import __version__
+from rawproof._version import __version__
 from rawproof.errors import RawproofError
 
 # Modules that contribute subcommands, in the order --help lists them.
-_COMMAND_MODULES = ["rawproof.bench"]
+_COMMAND_MODULES = ["rawproof.bench", "rawproof.keygen"]
 
 
 def build_parser() -> argparse.ArgumentParser:
