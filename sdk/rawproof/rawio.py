@@ -1,0 +1,240 @@
+"""Small readers for RAW containers that LibRaw does not cover, and for the data manifest.
+
+Each reader returns the samples; :func:`frame_from_array` hands them to
+:meth:`rawproof.RawFrame.from_buffer`, so every container goes through the same
+checks and the same native unpacker. Camera files (DNG, CR2, CRW, ...) go to
+:meth:`rawproof.RawFrame.from_file` instead.
+
+Containers (the ``container`` field of the data manifest):
+
+``dng``      any LibRaw-readable camera file -> :meth:`RawFrame.from_file`
+``u16le``    headerless little-endian uint16, row-major
+``u8``       headerless uint8, row-major
+``pgm16be``  binary PGM (P5); maxval > 255 means 16-bit big-endian samples
+``png16``    16-bit greyscale PNG (Pillow)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rawproof.errors import RawFormatError
+from rawproof.raw import MAX_PIXELS, CFA, RawFrame
+
+__all__ = [
+    "CONTAINERS",
+    "read_pgm",
+    "read_png16",
+    "frame_from_array",
+    "read_manifest_entry",
+    "read_camera_name",
+]
+
+CONTAINERS = ("dng", "u16le", "u8", "pgm16be", "png16")
+"""Container names :func:`read_manifest_entry` understands."""
+
+_PGM_HEADER = re.compile(rb"\AP5(?:\s+|#[^\n]*\n)*?(\d+)(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)\s")
+
+
+def _check_dims(width: int, height: int, path: Path) -> None:
+    if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+        raise RawFormatError(f"declared size {width}x{height} is empty or exceeds {MAX_PIXELS} pixels", path=path)
+
+
+def read_pgm(path: str | os.PathLike[str]) -> np.ndarray:
+    """Samples of a binary PGM (P5) file.
+
+    Returns:
+        uint16 array, H x W, the file's code values (maxval > 255: 16-bit big-endian
+        samples; else 8-bit); a new array.
+
+    Raises:
+        RawFormatError: not a P5 PGM, oversized dims (checked before reading the
+            pixels), or a truncated/overlong pixel block.
+    """
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(512)
+        m = _PGM_HEADER.match(head)
+        if m is None:
+            raise RawFormatError("not a binary PGM (P5) file", path=p)
+        width, height, maxval = (int(g) for g in m.groups())
+        _check_dims(width, height, p)
+        if not 0 < maxval < 65536:
+            raise RawFormatError(f"PGM maxval {maxval} out of range", path=p)
+        itemsize = 2 if maxval > 255 else 1
+        f.seek(m.end())
+        data = f.read(width * height * itemsize + 1)
+    if len(data) != width * height * itemsize:
+        raise RawFormatError(
+            f"PGM pixel block is {len(data)} bytes, expected {width * height * itemsize} for {width}x{height}", path=p
+        )
+    return np.frombuffer(data, dtype=">u2" if itemsize == 2 else np.uint8).reshape(height, width).astype(np.uint16)
+
+
+def read_png16(path: str | os.PathLike[str]) -> np.ndarray:
+    """Samples of a greyscale PNG (16-bit, or 8-bit) read with Pillow.
+
+    Returns:
+        uint16 array, H x W, the file's code values; a new array.
+
+    Raises:
+        RawFormatError: not a PNG, not single-channel, oversized (checked from the
+            header before decoding), or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            if im.format != "PNG":
+                raise RawFormatError(f"not a PNG file ({im.format})", path=p)
+            _check_dims(im.width, im.height, p)
+            if im.mode not in ("I;16", "I;16B", "I", "L"):
+                raise RawFormatError(f"PNG mode {im.mode} is not single-channel greyscale", path=p)
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise RawFormatError(f"cannot decode PNG: {e}", path=p) from e
+    if arr.min() < 0 or arr.max() > 65535:
+        raise RawFormatError("PNG samples outside 0..65535", path=p)
+    return arr.astype(np.uint16)
+
+
+def frame_from_array(mosaic: np.ndarray, cfa: str | CFA, black: Any, white: float, **kwargs: Any) -> RawFrame:
+    """Frame from an H x W array of code values, via :meth:`RawFrame.from_buffer` (``u16le``).
+
+    ``kwargs`` are passed on (``wb``, ``ccm``, ``camera``, ``device_id``, ``shift``).
+    """
+    a = np.asarray(mosaic)
+    if a.ndim != 2 or a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
+        raise RawFormatError(f"mosaic must be a 2-D array of 0..65535 integers, got {a.dtype} {a.shape}")
+    buf = np.ascontiguousarray(a, dtype="<u2")
+    return RawFrame.from_buffer(buf, a.shape[1], a.shape[0], "u16le", cfa, black, white, **kwargs)
+
+
+def _resolve(entry_path: str, root: Path) -> Path:
+    rel = Path(entry_path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise RawFormatError(f"manifest path {entry_path!r} must be relative and stay inside the data folder")
+    return root / rel
+
+
+def read_manifest_entry(entry: Mapping[str, Any], root: str | os.PathLike[str], **kwargs: Any) -> RawFrame:
+    """Open one RAW entry of the data manifest with its documented CFA and levels.
+
+    Args:
+        entry: One element of ``manifest.json``'s ``files`` (keys ``path``,
+            ``container``, ``width``, ``height``, ``cfa``, ``black``, ``white``).
+        root: The data folder the entry's ``path`` is relative to.
+        kwargs: Passed to :meth:`RawFrame.from_buffer` (e.g. ``wb``, ``shift``).
+
+    Returns:
+        The frame. ``dng`` entries use the file's own metadata (:meth:`RawFrame.from_file`).
+        Dumps use the entry's CFA and levels; where the manifest gives no black level
+        (``black: null``) 0 is used, as the source's own configuration does. Dumps
+        carry no WB or CCM (``None``).
+
+    Raises:
+        RawFormatError: not a RAW entry (photos, matrices), unknown container, a path
+            leaving ``root``, oversized dims, or a file not matching the entry.
+    """
+    root = Path(root)
+    container = entry.get("container")
+    if container not in CONTAINERS or entry.get("kind") in ("photo", "matrix"):
+        raise RawFormatError(f"manifest entry {entry.get('path')!r} is not a RAW frame (container {container!r})")
+    path = _resolve(str(entry["path"]), root)
+    if not path.is_file():
+        raise RawFormatError("file listed in the manifest is missing", path=path)
+    if container == "dng":
+        return RawFrame.from_file(path)
+    width, height = int(entry["width"]), int(entry["height"])
+    _check_dims(width, height, path)
+    black = 0.0 if entry.get("black") is None else float(entry["black"])
+    white = float(entry["white"])
+    if container in ("u16le", "u8"):
+        with open(path, "rb") as f:
+            data = f.read(width * height * (2 if container == "u16le" else 1) + 1)
+        try:
+            return RawFrame.from_buffer(data, width, height, container, entry["cfa"], black, white, **kwargs)
+        except RawFormatError as e:
+            raise RawFormatError(str(e), path=path) from e
+    arr = read_pgm(path) if container == "pgm16be" else read_png16(path)
+    if arr.shape != (height, width):
+        raise RawFormatError(f"file is {arr.shape[1]}x{arr.shape[0]}, manifest says {width}x{height}", path=path)
+    return frame_from_array(arr, entry["cfa"], black, white, **kwargs)
+
+
+def read_camera_name(path: str | os.PathLike[str]) -> str:
+    """``"Make Model"`` from a TIFF-based RAW (IFD0 tags 271/272) or a Canon CIFF (CRW) header.
+
+    Returns ``""`` when the file has neither (an expected absence, not an error).
+    Model strings that already start with the make are not doubled.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if head[:2] in (b"II", b"MM") and head[6:14] == b"HEAPCCDR":
+                make, model = _ciff_make_model(f, head[:2] == b"II")
+            elif head[:4] in (b"II*\0", b"MM\0*"):
+                make, model = _tiff_make_model(f, head[:2] == b"II")
+            else:
+                return ""
+    except (OSError, struct.error, UnicodeDecodeError, ValueError):
+        return ""
+    make, model = make.strip(), model.strip()
+    return model if model.lower().startswith(make.lower()) else f"{make} {model}".strip()
+
+
+def _tiff_make_model(f: Any, little: bool) -> tuple[str, str]:
+    e = "<" if little else ">"
+    f.seek(4)
+    (ifd,) = struct.unpack(e + "I", f.read(4))
+    f.seek(ifd)
+    (n,) = struct.unpack(e + "H", f.read(2))
+    entries = [struct.unpack(e + "HHII", f.read(12)) for _ in range(min(n, 512))]
+    out = {271: "", 272: ""}
+    for tag, typ, count, value in entries:
+        if tag in out and typ == 2 and 0 < count < 256:
+            if count <= 4:
+                raw = struct.pack(e + "I", value)[:count]
+            else:
+                f.seek(value)
+                raw = f.read(count)
+            out[tag] = raw.split(b"\0")[0].decode("latin-1")
+    return out[271], out[272]
+
+
+def _ciff_make_model(f: Any, little: bool) -> tuple[str, str]:
+    e = "<" if little else ">"
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(2)
+    (hlen,) = struct.unpack(e + "I", f.read(4))
+
+    def walk(offset: int, length: int, depth: int) -> tuple[str, str] | None:
+        if depth > 4 or length < 6 or offset + length > size:
+            return None
+        f.seek(offset + length - 4)
+        (tb,) = struct.unpack(e + "I", f.read(4))
+        f.seek(offset + tb)
+        (n,) = struct.unpack(e + "H", f.read(2))
+        recs = [struct.unpack(e + "HII", f.read(10)) for _ in range(min(n, 1024))]
+        for typ, ln, roff in recs:
+            if typ == 0x080A:
+                f.seek(offset + roff)
+                parts = f.read(min(ln, 128)).split(b"\0")
+                return parts[0].decode("latin-1"), (parts[1] if len(parts) > 1 else b"").decode("latin-1")
+            if (typ >> 8) in (0x28, 0x30):
+                found = walk(offset + roff, ln, depth + 1)
+                if found:
+                    return found
+        return None
+
+    return walk(hlen, size - hlen, 0) or ("", "")
