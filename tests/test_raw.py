@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rawproof.errors import RawFormatError
-from rawproof.raw import CFA, RawFrame, bit_depth, plausible_wb
+from rawproof.raw import CFA, RawFrame, bit_depth, plausible_wb, stack_to_srgb_primaries
 
 # Where each canonical channel (R, Gr, Gb, B) sits in the 2x2 cell, written out by hand.
 SITES = {
@@ -233,3 +233,37 @@ def test_crw_wb_and_ccm_match_libraw_half_size(shared_data: Path) -> None:
         ).astype(np.float32) / 65535
     assert ref.shape == ours.shape
     assert float(np.abs(ref - ours).mean()) < 1e-4
+
+
+class TestStackToSrgbPrimaries:
+    def test_matches_per_quad_reference(self) -> None:
+        rng = np.random.default_rng(3)
+        stack = rng.uniform(0.0, 0.6, size=(4, 6, 10)).astype(np.float32)
+        ccm = np.array([[1.7, -0.6, -0.1], [-0.2, 1.5, -0.3], [0.05, -0.45, 1.4]], dtype=np.float32)
+        out = stack_to_srgb_primaries(stack, ccm)
+        r, gr, gb, b = stack.astype(np.float64)
+        g = (gr + gb) / 2
+        want = np.stack([
+            ccm[0, 0] * r + ccm[0, 1] * g + ccm[0, 2] * b,
+            ccm[1, 0] * r + ccm[1, 1] * gr + ccm[1, 2] * b,
+            ccm[1, 0] * r + ccm[1, 1] * gb + ccm[1, 2] * b,
+            ccm[2, 0] * r + ccm[2, 1] * g + ccm[2, 2] * b,
+        ]).clip(0, 1)
+        np.testing.assert_allclose(out, want, atol=1e-6)
+        assert out.dtype == np.float32
+
+    def test_grey_stays_grey_and_none_is_identity(self) -> None:
+        ccm = np.array([[1.7, -0.6, -0.1], [-0.2, 1.5, -0.3], [0.05, -0.45, 1.4]], dtype=np.float32)
+        grey = np.full((4, 2, 2), 0.3, np.float32)
+        np.testing.assert_allclose(stack_to_srgb_primaries(grey, ccm), grey, atol=1e-5)
+        assert stack_to_srgb_primaries(grey, None) is grey
+
+    def test_bad_matrix(self) -> None:
+        with pytest.raises(RawFormatError):
+            stack_to_srgb_primaries(np.zeros((4, 2, 2), np.float32), np.eye(2))
+
+    def test_frame_to_stack_colour(self) -> None:
+        mosaic = np.full((4, 4), 1000, np.uint16)
+        ccm = np.array([[2.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 2.0]], np.float32)
+        frame = RawFrame(mosaic=mosaic, cfa=CFA.RGGB, black=(0, 0, 0, 0), white=4000, ccm=ccm)
+        np.testing.assert_allclose(frame.to_stack(colour=True), stack_to_srgb_primaries(frame.to_stack(), ccm))

@@ -24,6 +24,7 @@ import numpy as np
 from rawproof.errors import RawFormatError
 
 __all__ = [
+    "stack_to_srgb_primaries",
     "CFA",
     "PixelFormat",
     "RawFrame",
@@ -229,11 +230,14 @@ class RawFrame:
         """Mosaic width in pixels."""
         return int(self.mosaic.shape[1])
 
-    def to_stack(self, *, white_balance: bool = True, threads: int = 0) -> np.ndarray:
-        """Half-resolution RGGB stack, the NIP input.
+    def to_stack(self, *, white_balance: bool = True, colour: bool = False, threads: int = 0) -> np.ndarray:
+        """Half-resolution RGGB stack.
 
         Black level subtracted per channel, divided by ``white - black``, multiplied
-        by the WB gains when ``white_balance`` is true, and clipped to [0, 1].
+        by the WB gains when ``white_balance`` is true, and clipped to [0, 1]. With
+        ``colour`` (what :func:`rawproof.develop` feeds the NIP), the frame's colour
+        matrix is then applied per 2x2 quad (:func:`stack_to_srgb_primaries`), so
+        the NIP sees sensor-independent linear sRGB primaries.
 
         Returns:
             float32 array, 4 x H/2 x W/2, channels (R, Gr, Gb, B), linear [0, 1]; a new array.
@@ -242,12 +246,13 @@ class RawFrame:
 
         wb = self.wb if (white_balance and self.wb is not None) else None
         try:
-            return _native.mosaic_to_rggb(
+            stack = _native.mosaic_to_rggb(
                 self.mosaic, self.cfa.value, np.asarray(self.black, np.float32), float(self.white),
                 None if wb is None else np.asarray(wb, np.float32), threads,
             )
         except (ValueError, TypeError) as e:
             raise RawFormatError(str(e)) from e
+        return stack_to_srgb_primaries(stack, self.ccm) if colour else stack
 
     # ------------------------------------------------------------------ constructors
 
@@ -445,3 +450,44 @@ def _ccm_from_libraw(cam_xyz: np.ndarray, rgb_cam: np.ndarray) -> np.ndarray | N
     if rgb_cam.shape[0] == 3 and np.any(rgb_cam[:, :3]) and np.all(np.isfinite(rgb_cam[:, :3])):
         return rgb_cam[:, :3].astype(np.float32)
     return None
+
+
+def stack_to_srgb_primaries(stack: np.ndarray, ccm: np.ndarray | None) -> np.ndarray:
+    """Apply a camera RGB -> linear sRGB matrix to an RGGB stack, per 2x2 quad.
+
+    Why: one shipped NIP should develop any sensor. Training pairs and ``develop()`` both
+    feed the NIP stacks in linear sRGB primaries, so the NIP learns demosaicing and
+    tone (not one camera's colour matrix). Each quad's (R, G, B) with
+    ``G = (Gr + Gb) / 2`` is mixed by ``ccm``; the two greens keep their own value in
+    the green row (so green detail survives). Before demosaicing this is an
+    approximation of a full-resolution CCM: at edges the three samples of a quad
+    come from points up to one pixel apart.
+
+    Args:
+        stack: float32, 4 x h x w, (R, Gr, Gb, B), linear camera RGB, white-balanced, [0, 1].
+        ccm: float 3x3 camera RGB -> linear sRGB (rows sum to ~1); ``None`` returns ``stack`` unchanged.
+
+    Returns:
+        float32, 4 x h x w, linear sRGB primaries, clipped to [0, 1]; a new array (or ``stack`` itself when ``ccm`` is None).
+    """
+    if ccm is None:
+        return stack
+    m = np.asarray(ccm, dtype=np.float32)
+    if m.shape != (3, 3) or not np.all(np.isfinite(m)):
+        raise RawFormatError(f"ccm must be a finite 3x3 matrix, got shape {m.shape}")
+    if stack.ndim != 3 or stack.shape[0] != 4:
+        raise RawFormatError(f"stack must be 4 x h x w, got {stack.shape}")
+    half = np.float32(0.5)
+    # 4x4 operator on (R, Gr, Gb, B): the green rows mix R and B into each green plane separately.
+    op = np.array(
+        [
+            [m[0, 0], m[0, 1] * half, m[0, 1] * half, m[0, 2]],
+            [m[1, 0], m[1, 1], 0.0, m[1, 2]],
+            [m[1, 0], 0.0, m[1, 1], m[1, 2]],
+            [m[2, 0], m[2, 1] * half, m[2, 1] * half, m[2, 2]],
+        ],
+        dtype=np.float32,
+    )
+    h, w = stack.shape[1:]
+    out = (op @ stack.reshape(4, h * w)).reshape(4, h, w)
+    return np.clip(out, 0.0, 1.0, out=out)

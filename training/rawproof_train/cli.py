@@ -12,7 +12,13 @@ import importlib
 import logging
 import sys
 
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "rawproof_train.prepare",
+    "rawproof_train.train",
+    "rawproof_train.evaluate",
+    "rawproof_train.report",
+    "rawproof_train.jpeg_report",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

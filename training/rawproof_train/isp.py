@@ -7,9 +7,9 @@
       -> clip [0,1] -> camera RGB -> linear sRGB (CCM) -> clip [0,1]
       -> [optional smoothstep tone curve] -> sRGB transfer curve (IEC 61966-2-1)
 
-Training-pair convention: the NIP input is ``frame.to_stack()`` (white-balanced, as
-Korus & Memon do) and the target is ``develop_reference(frame)``, the full-resolution
-sRGB image of the same frame. There is no tone curve by default (``tone_curve=False``),
+Training-pair convention: the NIP input is ``frame.to_stack(colour=True)`` (white-balanced,
+as Korus & Memon do, and in linear sRGB primaries so one NIP serves every sensor) and the
+target is ``develop_reference(frame)``, the full-resolution sRGB image of the same frame. There is no tone curve by default (``tone_curve=False``),
 so that :mod:`rawproof_train.unprocess` inverts exactly what is applied here.
 
 Demosaicing: Menon et al. 2007 (DDFAPD, ``colour_demosaicing.demosaicing_CFA_Bayer_Menon2007``)

@@ -9,7 +9,9 @@ Sources:
   size) or the reference development of the synthetic frame (``reference``).
 * ``--raws DIR``: camera RAW files LibRaw reads (by extension), and headerless dumps
   listed in a ``manifest.json`` found in the folder or one of its parents (the data
-  manifest). Stack = ``frame.to_stack()`` (grey-world WB when the file has none);
+  manifest). Stack = the white-balanced stack (grey-world WB when the file has none),
+  converted to linear sRGB primaries per quad (:func:`rawproof.raw.stack_to_srgb_primaries`,
+  exactly what ``develop()`` feeds the NIP; identity when the frame has no colour matrix);
   target = :func:`rawproof_train.isp.develop_reference` (Menon 2007). Frames whose
   normalised 99th percentile is below 0.05 (dark frames) are skipped and logged.
 
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from rawproof.errors import RawFormatError
-from rawproof.raw import RawFrame
+from rawproof.raw import RawFrame, stack_to_srgb_primaries
 from rawproof.rawio import CONTAINERS, read_manifest_entry
 from rawproof_train.isp import Demosaic, develop_reference, frame_stack
 from rawproof_train.unprocess import random_params, random_noise, unprocess
@@ -50,7 +52,7 @@ RAW_EXTENSIONS = frozenset(
     ".dng .nef .nrw .cr2 .cr3 .crw .arw .srf .sr2 .kdc .dcr .orf .rw2 .raf .pef .srw .3fr .erf .mrw .mos .iiq .x3f".split()
 )
 PHOTO_EXTENSIONS = frozenset(".png .jpg .jpeg .tif .tiff .bmp".split())
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,14 @@ def prepare(
                 photo = _load_photo(path)
                 params = random_params(rng)
                 frame = unprocess(photo, params, noise=random_noise(rng) if noise else None, rng=rng)
-                stack = frame.to_stack()
+                stack = frame.to_stack(colour=True)
                 h, w = frame.height, frame.width
                 target = photo[:h, :w] if photo_target == "original" else _to_u8(develop_reference(frame, method=method))
                 info = {"wb": list(params.wb), "ccm": np.asarray(params.ccm).round(6).tolist(), "wb_source": "synthetic"}
             else:
                 frame = _open_raw(path)
                 stack, wb_source = frame_stack(frame)
+                stack = stack_to_srgb_primaries(stack, frame.ccm)
                 if float(np.percentile(frame.to_stack(white_balance=False), 99)) < 0.05:
                     skipped.append((name, "dark frame (99th percentile < 0.05 of white)"))
                     _log.info("skip %s: dark frame", name)

@@ -1,0 +1,119 @@
+"""Training loops, evaluation and report on a tiny synthetic dataset (fast, CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+
+from rawproof_train.evaluate import ChannelSpec, evaluate_run, ssim, wilson_interval  # noqa: E402
+from rawproof_train.prepare import prepare  # noqa: E402
+from rawproof_train.report import write_report  # noqa: E402
+from rawproof_train.train import TrainConfig, forensic_batch, load_config, run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 96x128 textured photos -> unprocessed pairs (4 train, 1 val, 1 test)."""
+    src = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:128]
+    for i in range(6):
+        base = 0.5 + 0.4 * np.sin(xx / (3 + i) + yy / (5 + i))[..., None] * np.array([1.0, 0.7, 0.4])
+        img = np.clip(base + rng.normal(0, 0.05, (96, 128, 3)), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(src / f"p{i}.png")
+    out = tmp_path_factory.mktemp("dataset")
+    prepare(out, photos=[src], seed=0, val=0.2, test=0.2, progress=False, method="bilinear")
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), patch=32, batch=2, steps=3, val_patches=4, val_every=2, ckpt_every=2, patches_per_image=4, threads=1)
+    base.update(kw)
+    return load_config(None, **base)
+
+
+def test_config_overrides_and_validation(tmp_path: Path) -> None:
+    cfg = load_config(None, ["lr=1e-3", "batch=7"], out=str(tmp_path))
+    assert cfg.lr == pytest.approx(1e-3) and cfg.batch == 7
+    with pytest.raises(ValueError, match="bad override"):
+        load_config(None, ["nosuchkey=1"])
+    with pytest.raises(ValueError, match="multiple of"):
+        load_config(None, patch=72)
+    with pytest.raises(ValueError, match="regime"):
+        load_config(None, regime="bogus")
+
+
+def test_forensic_batch_labels_and_shapes() -> None:
+    from rawproof_train.channel import Channel
+    from rawproof_train.manipulations import create_manipulation
+
+    rgb = torch.rand(3, 3, 32, 32)
+    manips = [create_manipulation(n) for n in ("native", "gaussian")]
+    x, y = forensic_batch(rgb, manips, Channel())
+    assert x.shape == (6, 3, 16, 16)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_nip_then_joint_then_resume(tiny_dataset: Path, tmp_path: Path) -> None:
+    nip_metrics = run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", lr=1e-2))
+    assert np.isfinite(nip_metrics["val_psnr_db"])
+    ckpt = torch.load(tmp_path / "nip" / "nip.pt", weights_only=False)
+    assert ckpt["kind"] == "nip" and ckpt["arch"] == "inet" and "psnr_db" in ckpt["metrics"]
+    rows = list(csv.DictReader((tmp_path / "nip" / "log.csv").read_text().splitlines()))
+    assert rows[-1]["step"] == "3"
+
+    # joint training changes the NIP, and its state resumes where it stopped
+    joint = _cfg(tiny_dataset, tmp_path / "joint", regime="joint", nip_checkpoint=str(tmp_path / "nip" / "nip.pt"), steps=2, lam=0.01)
+    m = run(joint)
+    assert 0.0 <= m["val_accuracy"] <= 1.0
+    fan = torch.load(tmp_path / "joint" / "fan.pt", weights_only=False)
+    assert fan["kind"] == "fan" and fan["classes"] == ["native", "sharpen", "gaussian", "jpeg", "resample"]
+    before = torch.load(tmp_path / "joint" / "nip.pt", weights_only=False)["state_dict"]
+    assert any(not torch.equal(before[k], ckpt["state_dict"][k]) for k in before), "joint training must update the NIP"
+    state = torch.load(tmp_path / "joint" / "state.pt", weights_only=False)
+    assert state["step"] == 2
+    run(_cfg(tiny_dataset, tmp_path / "joint", regime="joint", nip_checkpoint=str(tmp_path / "nip" / "nip.pt"), steps=4, lam=0.01))
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "joint" / "log.csv").read_text().splitlines())]
+    assert steps[-1] == 4 and steps == sorted(steps)
+
+
+def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
+    run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
+    nip_ckpt = tmp_path / "nip" / "nip.pt"
+    run(_cfg(tiny_dataset, tmp_path / "fan", regime="fan", nip_checkpoint=str(nip_ckpt), steps=2))
+    assert (tmp_path / "fan" / "fan.pt").exists() and not (tmp_path / "fan" / "nip.pt").exists()
+    with pytest.raises(ValueError, match="pretrained NIP"):
+        run(_cfg(tiny_dataset, tmp_path / "fan2", regime="fan", steps=1))
+
+    res = evaluate_run(tmp_path / "fan", data=tiny_dataset, patches_per_class=6, patch=32, channels=(ChannelSpec("jpeg50", "jpeg", 50), ChannelSpec("webp50", "webp", 50)))
+    assert [c.channel for c in res.channels] == ["jpeg50", "webp50"]
+    conf = np.array(res.channels[0].confusion)
+    assert conf.shape == (5, 5) and (conf.sum(axis=1) == res.channels[0].n_per_class).all()
+    assert res.channels[0].accuracy == pytest.approx(np.trace(conf) / conf.sum())
+    assert json.loads((tmp_path / "fan" / "eval.json").read_text())["channels"][0]["channel"] == "jpeg50"
+
+    doc = write_report([tmp_path / "nip", tmp_path / "fan"], tmp_path / "report", data=tiny_dataset, command="cmd")
+    text = doc.read_text()
+    assert "| fan | fan |" in text and "jpeg50" in text
+    assert (tmp_path / "report" / "curves.png").exists()
+
+
+def test_wilson_interval_against_known_values() -> None:
+    # Reference: statsmodels proportion_confint(45, 50, method="wilson") = (0.7864, 0.9565)
+    lo, hi = wilson_interval(45, 50)
+    assert lo == pytest.approx(0.7864, abs=1e-4) and hi == pytest.approx(0.9565, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_ssim_identity_and_noise() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(40, 40, 3))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)) < 0.9
