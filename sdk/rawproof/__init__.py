@@ -32,10 +32,15 @@ from rawproof.provenance import (
     sign_image,
 )
 from rawproof.raw import CFA, RawFrame
+from rawproof.verify import Verdict, VerifyReport, save_heatmap, verify
 
 __all__ = [
     "CFA",
     "RawFrame",
+    "verify",
+    "VerifyReport",
+    "Verdict",
+    "save_heatmap",
     "Signer",
     "SigningAlg",
     "CaptureInfo",

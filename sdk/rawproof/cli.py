@@ -16,7 +16,7 @@ from rawproof._version import __version__
 from rawproof.errors import RawproofError
 
 # Modules that contribute subcommands, in the order --help lists them.
-_COMMAND_MODULES = ["rawproof.bench", "rawproof.keygen"]
+_COMMAND_MODULES = ["rawproof.bench", "rawproof.keygen", "rawproof.verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,173 @@
+"""Decode an image to verify into 8-bit sRGB, refusing what cannot be analysed honestly.
+
+:func:`rawproof.verify` calls this for you. Rules (each is tested):
+
+- Inputs: a path, ``bytes``/``bytearray``/``memoryview``, or a binary file object (read
+  to the end).
+- Size: the width and height from the file header are checked against ``max_pixels``
+  (default :data:`MAX_PIXELS`, 100 MP) *before* any pixel is decoded, so a tiny file that
+  declares a huge image (a decompression bomb) costs nothing. Pillow's own guard (an
+  error above 2 x ``PIL.Image.MAX_IMAGE_PIXELS``, ~179 MP by default) stays in force
+  and is reported the same way.
+- Modes: ``RGB`` as is; ``L``/``LA``/``P``/``PA``/``1`` expanded to RGB (palette looked
+  up); ``RGBA``/``RGBa``/``LA``/``PA``: the alpha channel is dropped, not composited, so
+  the colour samples the forensic network sees are the ones in the file; 16-bit
+  grayscale (``I;16*``, ``I``) reduced to 8 bits as ``round(v / 257)``; 16-bit RGB PNG is
+  reduced to 8 bits by Pillow's decoder (high byte); ``CMYK`` (JPEG, incl. Adobe
+  inverted) converted with Pillow's naive formula ``R = 255 - min(255, C + K)`` without
+  colour management (``source_mode`` says so, and the forensic result of such a file is
+  of limited meaning); ``YCbCr``/``LAB``/``HSV`` through Pillow's conversion. ``F``
+  (float) and other modes raise :class:`~rawproof.errors.ImageFormatError`.
+- Animated images (GIF, APNG, animated WebP): the first frame is analysed;
+  ``DecodedImage.frames`` gives the frame count.
+- Truncated or corrupt files raise :class:`~rawproof.errors.ImageFormatError`; Pillow's
+  ``LOAD_TRUNCATED_IMAGES`` is never honoured (a partly grey image would be analysed as
+  if it were real).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from rawproof.errors import ImageFormatError
+
+__all__ = ["MAX_PIXELS", "ImageSource", "DecodedImage", "read_image_bytes", "decode_rgb"]
+
+MAX_PIXELS = 100_000_000
+"""Default bound on width x height (pixels) of an image to decode: 100 MP."""
+
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+"""An encoded image: bytes, a path, or a binary file object."""
+
+_ALPHA_DROP = {"RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB", "LA": "L", "La": "L", "PA": "P"}
+_CONVERTIBLE = {"RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV"}
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Result of :func:`decode_rgb`.
+
+    Attributes:
+        rgb: uint8, H x W x 3, C-contiguous, sRGB as stored in the file (no colour
+            management), read-only; a new array.
+        format: Pillow's format name (``"JPEG"``, ``"PNG"``, ``"WEBP"``, ``"GIF"``, ...).
+        source_mode: Pillow mode of the file before conversion (``"RGB"``, ``"CMYK"``,
+            ``"I;16"``, ``"P"``, ...).
+        frames: Number of frames in the file; only the first is decoded.
+    """
+
+    rgb: np.ndarray
+    format: str
+    source_mode: str
+    frames: int = 1
+
+    @property
+    def height(self) -> int:
+        """Height, pixels."""
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Width, pixels."""
+        return int(self.rgb.shape[1])
+
+
+def read_image_bytes(image: ImageSource) -> bytes:
+    """The encoded bytes of ``image`` (a path is read; a file object is read to the end).
+
+    Raises:
+        TypeError: ``image`` is none of the accepted types, or a text-mode file object.
+        OSError: a path that cannot be read.
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image).read_bytes()
+    if hasattr(image, "read"):
+        data = image.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"the file object must be opened in binary mode, read() gave {type(data).__name__}")
+        return bytes(data)
+    raise TypeError(f"image must be bytes, a path or a binary file object, got {type(image).__name__}")
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in _ALPHA_DROP:
+        im = im.convert(_ALPHA_DROP[mode]) if mode != "PA" else im.convert("RGBA").convert("RGB")
+        mode = im.mode
+    if mode in _SIXTEEN_BIT:
+        v = np.asarray(im).astype(np.float64)
+        if v.min(initial=0) < 0 or v.max(initial=0) > 65535:
+            raise ImageFormatError(f"mode {im.mode} holds values outside 0..65535; not a 16-bit image")
+        g = np.rint(v / 257.0).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode not in _CONVERTIBLE:
+        raise ImageFormatError(f"unsupported image mode {mode!r}")
+    rgb = np.asarray(im if mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def decode_rgb(image: ImageSource, *, max_pixels: int | None = MAX_PIXELS) -> DecodedImage:
+    """Decode an encoded image (first frame) to 8-bit RGB under the rules of this module.
+
+    Args:
+        image: Encoded image (see :data:`ImageSource`).
+        max_pixels: Largest width x height accepted, checked from the header before
+            decoding; ``None`` disables the bound (trusted input only).
+
+    Returns:
+        :class:`DecodedImage`.
+
+    Raises:
+        ImageFormatError: not an image Pillow can identify, declared size above
+            ``max_pixels``, zero-sized, truncated/corrupt data, or an unsupported mode.
+        TypeError, OSError: as :func:`read_image_bytes`.
+    """
+    data = read_image_bytes(image)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ImageFormatError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode partial images")
+    with warnings.catch_warnings():
+        # The bound below is checked first for any size under Pillow's own error bound
+        # (2 x Image.MAX_IMAGE_PIXELS); Pillow's warning in between would be an error
+        # under strict warning filters, and Pillow's global setting is left alone.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as e:
+            raise ImageFormatError(f"decompression bomb guard: {e}") from e
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise ImageFormatError(f"cannot identify the image ({len(data)} bytes): {e}") from e
+        with im:
+            w, h = im.size
+            if w < 1 or h < 1:
+                raise ImageFormatError(f"image has zero size {w}x{h}")
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageFormatError(
+                    f"image declares {w}x{h} = {w * h} pixels, above the bound of {max_pixels} "
+                    "(decompression bomb guard; pass max_pixels to raise it)"
+                )
+            fmt = str(im.format or "unknown")
+            source_mode = im.mode
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            try:
+                im.seek(0)
+                im.load()
+                rgb = _to_rgb(im)
+            except ImageFormatError:
+                raise
+            except (OSError, ValueError, SyntaxError, EOFError) as e:
+                raise ImageFormatError(f"cannot decode the {fmt} image: {e}") from e
+    if rgb.shape != (h, w, 3):
+        raise ImageFormatError(f"decoder returned {rgb.shape}, expected {(h, w, 3)}")
+    rgb.flags.writeable = False
+    return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)

@@ -1,0 +1,479 @@
+"""verify(): C2PA provenance plus learned forensic traces -> one verdict, a summary, a heatmap.
+
+The last step of the data path::
+
+    report = rawproof.verify("photo.jpg", trust_anchors="root.pem")
+    report.verdict        # Verdict.AUTHENTIC
+    report.summary        # "authentic: valid C2PA signature by CN=...; traces consistent ..."
+    save_heatmap(report, "heat.png")
+
+Low-level steps stay public: :func:`rawproof.provenance.check_provenance`,
+:func:`rawproof.imageio.decode_rgb`, :func:`rawproof.forensics.analyze`. Command line:
+``rawproof verify IMAGE`` (exit codes in :class:`Verdict` and ``docs/verify.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from rawproof.errors import VerificationError
+from rawproof.forensics import ForensicAnalysis, Traces, analyze, describe_regions, fan_config, render_heatmap, unavailable
+from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
+from rawproof.models import ModelInfo, ModelKind, find_model, list_models
+from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
+
+__all__ = ["Verdict", "VerifyReport", "verify", "save_heatmap", "bench_verify", "register", "PREVIEW_SIDE"]
+
+PREVIEW_SIDE = 1024
+"""Long edge (pixels) of the preview kept in a report for :func:`save_heatmap`."""
+
+
+class Verdict(enum.Enum):
+    """Overall finding of :func:`verify`; :attr:`exit_code` is what ``rawproof verify`` returns.
+
+    Provenance decides first; the traces refine it. Errors are not verdicts: they raise
+    (exit code 3).
+    """
+
+    AUTHENTIC = "authentic"
+    """Valid signature chaining to a trust anchor, and traces consistent with an unedited
+    capture (or no FAN available: the signature alone vouches). Exit 0."""
+    MANIPULATED = "manipulated"
+    """Valid trusted signature, but the traces indicate a manipulation: the content was
+    altered before it was signed (e.g. a compromised device), or the FAN is wrong. Exit 1."""
+    INVALID_SIGNATURE = "invalid_signature"
+    """A manifest is present but broken: the content changed after signing, a bad or
+    expired signature, or an undecodable manifest. Exit 1, whatever the traces say."""
+    UNTRUSTED = "untrusted"
+    """Manifest intact but its signer does not chain to a trust anchor; anyone can make
+    such a manifest, so it counts as no provenance. The traces are in the summary. Exit 2."""
+    NO_PROVENANCE_CONSISTENT = "no_provenance_consistent"
+    """No manifest; traces consistent with an unedited capture. Exit 2."""
+    NO_PROVENANCE_MANIPULATED = "no_provenance_manipulated"
+    """No manifest; traces indicate a manipulation. Exit 2."""
+    NO_PROVENANCE_UNANALYZED = "no_provenance_unanalyzed"
+    """No manifest and no forensic analysis (no FAN installed, or image smaller than a patch). Exit 2."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 authentic, 1 manipulated or invalid signature, 2 no trusted provenance."""
+        if self is Verdict.AUTHENTIC:
+            return 0
+        if self in (Verdict.MANIPULATED, Verdict.INVALID_SIGNATURE):
+            return 1
+        return 2
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of :func:`verify`.
+
+    Attributes:
+        verdict: The overall finding.
+        summary: One human-readable sentence saying why.
+        provenance: The C2PA validation (:func:`rawproof.provenance.check_provenance`).
+        capture: The ``org.rawproof.capture`` assertion (camera, device id, raw and
+            model hashes, develop settings), or ``None``. Read it only when
+            ``provenance.state`` is VALID: otherwise nothing vouches for it.
+        forensics: The FAN analysis (possibly unavailable; see its ``reason``).
+        scale_mode: How the analysis scale was chosen: ``"camera-original"`` (auto,
+            downscaled to the trained channel), ``"as-is"`` (auto, unknown scale),
+            ``"none"`` or ``"explicit"``.
+        image_format, source_mode, frames: From :class:`rawproof.imageio.DecodedImage`.
+        width, height: Decoded size, pixels.
+        timings_ms: ``provenance``, ``decode``, ``forensics``, ``total`` (wall, ms).
+        preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
+            copy of the image for :func:`save_heatmap`; ``None`` with ``heatmap=False``.
+    """
+
+    verdict: Verdict
+    summary: str
+    provenance: ProvenanceReport
+    capture: Mapping[str, Any] | None
+    forensics: ForensicAnalysis
+    scale_mode: str
+    image_format: str
+    source_mode: str
+    frames: int
+    width: int
+    height: int
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    preview: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exit_code(self) -> int:
+        """``verdict.exit_code``."""
+        return self.verdict.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form: enums as their values, arrays as nested lists, no preview."""
+        p = self.provenance
+        return {
+            "verdict": self.verdict.value,
+            "exit_code": self.exit_code,
+            "summary": self.summary,
+            "provenance": {
+                "state": p.state.value, "status_codes": list(p.status_codes),
+                "informational_codes": list(p.informational_codes), "success_codes": list(p.success_codes),
+                "c2pa_state": p.c2pa_state, "active_manifest": p.active_manifest, "signer_subject": p.signer_subject,
+                "signer_issuer": p.signer_issuer, "signing_time": p.signing_time, "error": p.error,
+            },
+            "capture": None if self.capture is None else json.loads(json.dumps(self.capture, default=str)),
+            "image": {"format": self.image_format, "mode": self.source_mode, "frames": self.frames,
+                      "width": self.width, "height": self.height},
+            "scale_mode": self.scale_mode,
+            "forensics": self.forensics.to_dict(),
+            "timings_ms": dict(self.timings_ms),
+        }
+
+
+def _resolve_fan(fan: str | os.PathLike[str] | ModelInfo | None,
+                 capture: Mapping[str, Any] | None) -> tuple[ModelInfo | None, str, str | None]:
+    """(model, source, note): explicit ``fan`` > the manifest's FAN found by sha256 > default."""
+    if fan is not None:
+        return find_model(fan, ModelKind.FAN), "explicit", None
+    installed = list_models(ModelKind.FAN)
+    ref = (capture or {}).get("fan") if isinstance(capture, Mapping) else None
+    note = None
+    if isinstance(ref, Mapping) and ref.get("sha256"):
+        match = [i for i in installed if i.sha256 == ref["sha256"]]
+        if match:
+            return match[0], "manifest", None
+        note = f"the FAN named in the manifest ({ref.get('name')}, sha256 {str(ref['sha256'])[:12]}...) is not installed"
+    if not installed:
+        return None, "", "no FAN model installed" + (f"; {note}" if note else "")
+    return find_model(None, ModelKind.FAN), "default", note
+
+
+def _auto_scale(prov: ProvenanceReport, width: int, height: int, downscale: float) -> tuple[float, str]:
+    capture = prov.capture
+    if not isinstance(capture, Mapping):
+        return 1.0, "as-is"
+    dev = capture.get("develop") or {}
+    if isinstance(dev, Mapping) and "width" in dev and "height" in dev:
+        original = (dev["width"], dev["height"]) == (width, height)
+    else:
+        # The hard binding is intact, so the pixels are exactly those the camera developed.
+        original = prov.state in (ProvenanceState.VALID, ProvenanceState.UNTRUSTED_SIGNER)
+    return (1.0 / downscale, "camera-original") if original else (1.0, "as-is")
+
+
+_CLASS_WORDS = {"sharpen": "sharpening", "gaussian": "Gaussian blur", "jpeg": "JPEG recompression",
+                "resample": "resampling", "native": "no manipulation"}
+
+
+def _traces_phrase(fa: ForensicAnalysis) -> str:
+    if not fa.available:
+        return f"forensic analysis unavailable: {fa.reason}"
+    if fa.traces is Traces.CONSISTENT:
+        return f"traces consistent with an unedited capture (P(manipulated) {fa.score:.2f} over {fa.argmax.size} patches)"
+    fractions = fa.class_fractions()
+    if fractions:
+        what = ", ".join(f"{_CLASS_WORDS.get(c, c)} in {f:.0%}" for c, f in list(fractions.items())[:2])
+        regions = describe_regions(fa)
+        where = f" (regions: {', '.join(regions)})" if regions else ""
+        return f"traces of {what} of the image{where}; P(manipulated) {fa.score:.2f}"
+    top = max((c for c in fa.classes if c != "native"), key=lambda c: fa.class_probabilities[c])
+    return f"traces of {_CLASS_WORDS.get(top, top)} spread over the image; P(manipulated) {fa.score:.2f}"
+
+
+def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]:
+    traces = _traces_phrase(fa)
+    st = prov.state
+    if st is ProvenanceState.VALID:
+        who = f"valid C2PA signature by {prov.signer_subject}"
+        if fa.traces is Traces.MANIPULATED:
+            return Verdict.MANIPULATED, f"manipulated: {who}, but {traces}: altered before signing, or a FAN false alarm"
+        return Verdict.AUTHENTIC, f"authentic: {who}; {traces}"
+    if st is ProvenanceState.INVALID:
+        why = ", ".join(prov.status_codes) or prov.error or "unknown failure"
+        return Verdict.INVALID_SIGNATURE, f"invalid signature ({why}); {traces}"
+    if st is ProvenanceState.UNTRUSTED_SIGNER:
+        return Verdict.UNTRUSTED, f"untrusted signer ({prov.signer_subject}, not chained to a trust anchor); {traces}"
+    verdict = {Traces.CONSISTENT: Verdict.NO_PROVENANCE_CONSISTENT, Traces.MANIPULATED: Verdict.NO_PROVENANCE_MANIPULATED,
+               Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
+    return verdict, f"no provenance (no C2PA manifest); {traces}"
+
+
+def _preview(rgb: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    f = PREVIEW_SIDE / max(h, w)
+    if f >= 1:
+        return rgb
+    im = Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR, reducing_gap=2.0)
+    out = np.asarray(im)
+    out.flags.writeable = False
+    return out
+
+
+def _strip_grid(fa: ForensicAnalysis) -> ForensicAnalysis:
+    empty2, empty3 = np.zeros((0, 0)), np.zeros((0, 0, 0))
+    return replace(fa, logits=empty3.astype(np.float32), probabilities=empty3, p_manipulated=empty2,
+                   argmax=empty2.astype(np.int64))
+
+
+def verify(
+    image: ImageSource,
+    *,
+    trust_anchors: PemSource | None = None,
+    fan: str | os.PathLike[str] | ModelInfo | None = None,
+    stride: int | None = None,
+    scale: str | float = "auto",
+    providers: Sequence[str] | str | None = None,
+    threads: int | None = None,
+    heatmap: bool = True,
+    max_pixels: int | None = MAX_PIXELS,
+) -> VerifyReport:
+    """Check an image's C2PA provenance and its forensic traces, and give one verdict.
+
+    Steps: validate the manifest (offline); decode the pixels; choose the FAN and the
+    analysis scale; run the FAN over patches; aggregate; decide (:class:`Verdict`).
+
+    Args:
+        image: Encoded JPEG/PNG/WebP: a path, bytes, or a binary file object.
+        trust_anchors: Root certificates (PEM text or path) the signer must chain to;
+            ``None``: c2pa's default trust configuration.
+        fan: The FAN to use (path to ``.onnx`` with its JSON, shipped name, or
+            ``ModelInfo``); ``None``: the FAN named in the capture assertion if one with
+            that sha256 is installed, else the default shipped FAN, else none (the
+            analysis is then reported unavailable; this is not an error).
+        stride: Patch grid step in analysed pixels; ``None``: patch size / 2.
+        scale: ``"auto"``: a camera original (capture assertion present and the
+            hard binding intact, or the recorded developed size equal to the image's) is
+            downscaled by the FAN's ``trained_channel["downscale"]`` before analysis;
+            anything else is analysed as-is because its scale is unknown.
+            ``"none"``: always as-is. A float in (0, 1]: that resize factor.
+        providers, threads: onnxruntime providers and intra-op threads for the FAN.
+        heatmap: Keep the per-patch grids and a preview for :func:`save_heatmap`.
+            ``False`` drops them after the summary is written (smaller reports).
+        max_pixels: Decompression-bomb bound (:func:`rawproof.imageio.decode_rgb`).
+
+    Returns:
+        :class:`VerifyReport`.
+
+    Raises:
+        ImageFormatError: not a decodable JPEG/PNG/WebP, too large, or truncated.
+        VerificationError: unreadable trust anchors, or an unknown c2pa state.
+        ModelError, ProviderError: a FAN was found but cannot be loaded or run.
+        ValueError: bad ``scale`` or ``stride``.
+        TypeError, OSError: unsupported ``image`` type or an unreadable path.
+    """
+    t0 = time.perf_counter()
+    if not (scale in ("auto", "none") or (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1)):
+        raise ValueError(f"scale must be 'auto', 'none' or a number in (0, 1], got {scale!r}")
+    if stride is not None and int(stride) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    data = read_image_bytes(image)
+    prov = check_provenance(data, trust_anchors=trust_anchors)
+    t1 = time.perf_counter()
+    decoded: DecodedImage = decode_rgb(data, max_pixels=max_pixels)
+    del data
+    t2 = time.perf_counter()
+    capture = prov.capture
+    info, source, note = _resolve_fan(fan, capture)
+    size = (decoded.height, decoded.width)
+    if info is None:
+        fa = unavailable(note or "no FAN model installed", size)
+        scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
+    else:
+        if scale == "auto":
+            factor, scale_mode = _auto_scale(prov, decoded.width, decoded.height,
+                                             float(fan_config(info).trained_channel.get("downscale", 1)))
+        elif scale == "none":
+            factor, scale_mode = 1.0, "none"
+        else:
+            factor, scale_mode = float(scale), "explicit"
+        fa = analyze(decoded.rgb, info, scale=factor, stride=stride, providers=providers, threads=threads, fan_source=source)
+        if note:
+            fa = replace(fa, reason=note)
+    t3 = time.perf_counter()
+    verdict, summary = _decide(prov, fa)
+    if not heatmap:
+        fa = _strip_grid(fa)
+    return VerifyReport(
+        verdict=verdict, summary=summary, provenance=prov, capture=capture, forensics=fa, scale_mode=scale_mode,
+        image_format=decoded.format, source_mode=decoded.source_mode, frames=decoded.frames,
+        width=decoded.width, height=decoded.height,
+        timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
+                    "total": (time.perf_counter() - t0) * 1e3},
+        preview=_preview(decoded.rgb) if heatmap else None,
+    )
+
+
+def save_heatmap(report: VerifyReport, path: str | os.PathLike[str], image: np.ndarray | None = None) -> Path:
+    """Write the forensic heatmap as a PNG overlay (see :func:`rawproof.forensics.render_heatmap`).
+
+    Args:
+        report: From :func:`verify` with ``heatmap=True``.
+        path: Output ``.png``.
+        image: uint8 H x W x 3 to draw under the heatmap at full size (up to 2048 px);
+            ``None``: the report's preview (at most :data:`PREVIEW_SIDE` px).
+
+    Raises:
+        VerificationError: the analysis is unavailable or was stripped (``heatmap=False``).
+    """
+    fa = report.forensics
+    if not fa.available:
+        raise VerificationError(f"no heatmap: forensic analysis unavailable ({fa.reason})")
+    if fa.p_manipulated.size == 0:
+        raise VerificationError("no heatmap: the report was made with heatmap=False")
+    base = image if image is not None else report.preview
+    p = Path(path)
+    render_heatmap(fa, base).save(p, "PNG")
+    return p
+
+
+def bench_verify(width: int = 4000, height: int = 3000, *, fan: str | os.PathLike[str] | ModelInfo | None = None,
+                 stride: int | None = None, repeats: int = 3, threads: int | None = None) -> list[dict[str, Any]]:
+    """Time verify() on a signed synthetic ``width`` x ``height`` JPEG (q90, ES256 test PKI).
+
+    Figures (median of ``repeats`` after one warm-up, ms): ``check_provenance``
+    (signature validation), ``decode``, ``fan_camera_original`` (FAN over the image as
+    verify analyses a signed original: 2x downscale then patches), ``fan_full_resolution``
+    (FAN over every patch of the full-size image, ``scale="none"``), ``verify_total``
+    (the whole call, signed original). Without a FAN only the first two are reported.
+
+    Returns:
+        One dict per figure: ``name``, ``median_ms``, ``best_ms``, ``repeats``, ``image``,
+        ``fan``, ``patches``, ``stride``.
+    """
+    from PIL import Image
+
+    from rawproof.keygen import generate_test_pki
+    from rawproof.provenance import CaptureInfo, ModelRef, Signer, sign_image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (max(height // 10, 1), max(width // 10, 1), 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((width, height), Image.BILINEAR).save(buf, "JPEG", quality=90)
+    capture = CaptureInfo(camera_make="Bench", camera_model="Synthetic", device_id="bench-0", raw_sha256="0" * 64,
+                          nip=ModelRef("bench-nip", "0" * 64), capture_time="2025-01-01T00:00:00+00:00")
+    with tempfile.TemporaryDirectory() as tmp:
+        pki = generate_test_pki(tmp, alg="es256")
+        with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer:
+            signed = sign_image(buf.getvalue(), "image/jpeg", capture, signer)
+        anchors = pki.root_cert.read_bytes()
+    info, _, _ = _resolve_fan(fan, None)
+
+    def timed(fn: Any) -> tuple[list[float], Any]:
+        res = fn()
+        ms = []
+        for _ in range(max(1, repeats)):
+            t = time.perf_counter()
+            res = fn()
+            ms.append((time.perf_counter() - t) * 1e3)
+        return ms, res
+
+    runs: dict[str, tuple[list[float], int | None]] = {
+        "check_provenance": (timed(lambda: check_provenance(signed, trust_anchors=anchors))[0], None),
+        "decode": (timed(lambda: decode_rgb(signed))[0], None),
+    }
+    if info is not None:
+        rgb = decode_rgb(signed).rgb
+        down = 1.0 / float(fan_config(info).trained_channel.get("downscale", 1))
+        ms, fa = timed(lambda: analyze(rgb, info, scale=down, stride=stride, threads=threads))
+        runs["fan_camera_original"] = (ms, fa.argmax.size)
+        ms, fa = timed(lambda: analyze(rgb, info, scale=1.0, stride=stride, threads=threads))
+        runs["fan_full_resolution"] = (ms, fa.argmax.size)
+        ms, rep = timed(lambda: verify(signed, trust_anchors=anchors, fan=info, stride=stride, threads=threads))
+        runs["verify_total"] = (ms, rep.forensics.argmax.size)
+    return [
+        {"name": name, "median_ms": float(np.median(ms)), "best_ms": float(min(ms)), "repeats": len(ms),
+         "image": f"{width}x{height} jpeg {len(signed)} bytes", "fan": None if info is None else info.name,
+         "patches": patches, "stride": stride}
+        for name, (ms, patches) in runs.items()
+    ]
+
+
+def _usage_error(parser: argparse.ArgumentParser) -> Any:
+    def error(message: str) -> NoReturn:
+        # Exit 2 means "no provenance" for this command, so usage errors take 3.
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(3)
+
+    return error
+
+
+def _parse_scale(value: str) -> str | float:
+    if value in ("auto", "none"):
+        return value
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a number in (0, 1], got {value!r}") from None
+    if not 0 < f <= 1:
+        raise argparse.ArgumentTypeError(f"scale must be in (0, 1], got {f}")
+    return f
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.image).read_bytes()
+    except OSError as e:
+        raise VerificationError(f"cannot read {args.image}: {e}") from e
+    report = verify(data, trust_anchors=args.trust, fan=args.fan, stride=args.stride, scale=args.scale,
+                    providers=args.providers, heatmap=args.json or args.heatmap is not None)
+    heat_note = None
+    if args.heatmap is not None:
+        if report.forensics.available:
+            save_heatmap(report, args.heatmap)
+        else:
+            heat_note = f"no heatmap written: {report.forensics.reason}"
+            print(f"rawproof verify: {heat_note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"image": str(args.image), **report.to_dict()}, indent=2))
+        return report.exit_code
+    fa, p = report.forensics, report.provenance
+    print(f"{args.image}: {report.verdict.value.upper()} (exit {report.exit_code})")
+    print(f"  {report.summary}")
+    print(f"  provenance: {p.state.value}" + (f", signer {p.signer_subject}" if p.signer_subject else "")
+          + (f", failures {', '.join(p.status_codes)}" if p.status_codes else ""))
+    if isinstance(report.capture, Mapping):
+        cam = report.capture.get("camera") or {}
+        print(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
+              f"{report.capture.get('capture_time')}")
+    if fa.available:
+        ny, nx = fa.p_manipulated.shape if fa.p_manipulated.size else (0, 0)
+        top = ", ".join(f"{c} {v:.2f}" for c, v in sorted(fa.class_probabilities.items(), key=lambda kv: -kv[1]))
+        print(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
+              f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
+        print(f"  classes: {top}")
+    if args.heatmap is not None and heat_note is None:
+        print(f"  heatmap: {args.heatmap}")
+    return report.exit_code
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``rawproof verify IMAGE [--trust] [--json] [--heatmap] [--fan] [--stride] [--scale] [--providers]``."""
+    p = subparsers.add_parser(
+        "verify", help="check an image's C2PA provenance and forensic traces",
+        description="Validate the C2PA manifest and run the forensic analysis network over the image. "
+                    "Exit codes: 0 authentic, 1 manipulated or invalid signature, 2 no trusted provenance "
+                    "(no manifest or untrusted signer), 3 error (including usage errors).",
+    )
+    p.error = _usage_error(p)  # type: ignore[method-assign]
+    p.add_argument("image", help="JPEG/PNG/WebP file")
+    p.add_argument("--trust", metavar="ROOT_PEM", help="trust anchor certificate(s), PEM")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON (arrays as lists)")
+    p.add_argument("--heatmap", metavar="OUT_PNG", help="write the forensic heatmap overlay as PNG")
+    p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name; default: see docs")
+    p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")
+    p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
+    p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")
+    p.set_defaults(func=_run_cli)

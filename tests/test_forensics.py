@@ -1,0 +1,227 @@
+"""Tests of rawproof.forensics with a toy FAN trained and exported inside the test session.
+
+References: torch ``F.interpolate`` for the resize, onnxruntime called directly for the
+per-patch logits, numpy re-computations of the aggregation, scipy.optimize for calibration.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+
+from _toy_fan import PATCH, blur, noise_image, toy_fan_path
+from rawproof.errors import ModelError
+from rawproof.forensics import (
+    Calibration,
+    DecisionRule,
+    Traces,
+    aggregate,
+    analyze,
+    describe_regions,
+    fan_config,
+    fit_calibration,
+    measure_robustness,
+    patch_origins,
+    render_heatmap,
+    resize_bilinear,
+    softmax,
+)
+from rawproof.models import load_model_info
+
+
+@pytest.fixture(scope="module")
+def toy_fan():
+    return load_model_info(toy_fan_path())
+
+
+@pytest.mark.parametrize("shape,out", [((8, 10), (4, 5)), ((9, 7), (4, 3)), ((5, 6), (11, 13)), ((30, 40), (17, 9))])
+def test_resize_bilinear_matches_torch(shape, out):
+    x = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=out, mode="bilinear",
+                        align_corners=False, antialias=False)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(resize_bilinear(x, *out), ref, atol=1e-5)  # torch indexes in float32
+
+
+def test_resize_by_two_is_box_average():
+    x = np.random.default_rng(1).random((6, 8, 3)).astype(np.float32)
+    box = x.reshape(3, 2, 4, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(resize_bilinear(x, 3, 4), box, atol=1e-6)
+
+
+def test_patch_origins():
+    np.testing.assert_array_equal(patch_origins(100, 32, 16), [0, 16, 32, 48, 64, 68])
+    np.testing.assert_array_equal(patch_origins(64, 32, 32), [0, 32])
+    np.testing.assert_array_equal(patch_origins(32, 32, 16), [0])
+    assert patch_origins(31, 32, 16).size == 0
+    with pytest.raises(ValueError):
+        patch_origins(10, 4, 0)
+
+
+def test_softmax_matches_formula():
+    z = np.random.default_rng(2).normal(0, 5, (4, 3))
+    e = np.exp(z / 2.0)
+    np.testing.assert_allclose(softmax(z, 2.0), e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert np.isfinite(softmax(np.array([[1e4, 0.0]]))).all()
+
+
+def test_aggregate_matches_numpy_and_decision_rules():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, (3, 4, 3))
+    cal = Calibration(temperature=1.7, platt_a=1.3, platt_b=-0.2)
+    agg = aggregate(z, 1, cal, DecisionRule(0.9, 0.5, 0.99))
+    e = np.exp(z / 1.7)
+    p = e / e.sum(axis=-1, keepdims=True)
+    pm = 1 - p[..., 1]
+    s = pm.mean()
+    np.testing.assert_allclose(agg.probabilities, p, rtol=1e-12)
+    np.testing.assert_allclose(agg.p_manipulated, pm, rtol=1e-12)
+    np.testing.assert_allclose(agg.class_probabilities, p.reshape(-1, 3).mean(0), rtol=1e-12)
+    assert agg.raw_score == pytest.approx(s)
+    assert agg.score == pytest.approx(1 / (1 + np.exp(-(1.3 * np.log(s / (1 - s)) - 0.2))))
+    assert agg.manipulated_fraction == pytest.approx((pm >= 0.5).mean())
+    # A local manipulation: 3 of 12 patches certain, the rest native.
+    z2 = np.zeros((3, 4, 2))
+    z2[..., 0] = 10
+    z2[0, :3] = [0, 10]
+    assert aggregate(z2, 0, decision=DecisionRule(area_threshold=0.25)).traces is Traces.MANIPULATED
+    assert aggregate(z2, 0, decision=DecisionRule(area_threshold=0.3)).traces is Traces.CONSISTENT
+    with pytest.raises(ValueError):
+        aggregate(np.zeros((0, 2)), 0)
+
+
+def test_calibration_metadata_roundtrip_and_errors():
+    cal = Calibration(2.0, 0.5, 0.1)
+    assert Calibration.from_metadata(json.loads(json.dumps(cal.to_metadata()))) == cal
+    assert Calibration.from_metadata(None) == Calibration()
+    for bad in ({"temperature": -1}, {"platt": [1]}, "x"):
+        with pytest.raises(ModelError):
+            Calibration.from_metadata(bad)
+    with pytest.raises(ModelError):
+        DecisionRule.from_metadata({"area_threshold": 0})
+
+
+def test_fit_calibration_matches_scipy():
+    from scipy.optimize import minimize, minimize_scalar
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 40)
+    logits = [4.0 * np.eye(3)[y] + rng.normal(0, 2.5, (20, 3)) for y in labels]
+    cal = fit_calibration(logits, labels, native_index=0)
+    z = np.concatenate(logits)
+    y = np.repeat(labels, 20)
+
+    def nll(log_t: float) -> float:
+        lp = np.log(softmax(z, np.exp(log_t)))
+        return -lp[np.arange(len(y)), y].mean()
+
+    t_ref = np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded", options={"xatol": 1e-8}).x)
+    assert cal.temperature == pytest.approx(t_ref, rel=1e-3)
+    s = np.clip(np.array([1 - softmax(l, cal.temperature)[:, 0].mean() for l in logits]), 1e-7, 1 - 1e-7)
+    x = np.log(s / (1 - s))
+    t = (labels != 0).astype(float)
+
+    def loss(w):
+        q = w[0] * x + w[1]
+        return np.sum(np.logaddexp(0, q) - t * q) + 0.5e-3 * (w @ w)
+
+    w_ref = minimize(loss, [1.0, 0.0], method="BFGS", options={"gtol": 1e-10}).x
+    assert (cal.platt_a, cal.platt_b) == pytest.approx(tuple(w_ref), rel=1e-3, abs=1e-4)
+    with pytest.raises(ValueError, match="both"):
+        fit_calibration(logits[:2], [1, 2])
+    with pytest.raises(ValueError):
+        fit_calibration(logits, labels[:-1])
+
+
+def test_fan_config_defaults_and_errors(toy_fan, tmp_path):
+    cfg = fan_config(toy_fan)
+    assert cfg.patch_size == PATCH and cfg.native_index == 0
+    assert cfg.trained_channel == {"downscale": 2, "jpeg_quality": 50}
+    assert cfg.calibration == Calibration() and cfg.decision == DecisionRule()
+    import dataclasses
+
+    with pytest.raises(ModelError, match="native"):
+        fan_config(dataclasses.replace(toy_fan, classes=("a", "b")))
+    with pytest.raises(ModelError, match="patch_size"):
+        fan_config(dataclasses.replace(toy_fan, metadata={**toy_fan.metadata, "patch_size": "big"}))
+
+
+def test_analyze_grid_logits_and_aggregation(toy_fan):
+    rgb = noise_image(100, 150, seed=11)
+    fa = analyze(rgb, toy_fan, stride=20)
+    np.testing.assert_array_equal(fa.grid_y, patch_origins(100, PATCH, 20))
+    np.testing.assert_array_equal(fa.grid_x, patch_origins(150, PATCH, 20))
+    assert fa.grid_y[-1] + PATCH == 100 and fa.grid_x[-1] + PATCH == 150  # the grid covers the image
+    assert fa.logits.shape == (len(fa.grid_y), len(fa.grid_x), 2)
+    # Reference logits: onnxruntime directly, one patch at a time.
+    sess = ort.InferenceSession(str(toy_fan.path), providers=["CPUExecutionProvider"])
+    x = rgb.astype(np.float32) / 255
+    for r, c in [(0, 0), (2, 3), (len(fa.grid_y) - 1, len(fa.grid_x) - 1)]:
+        y0, x0 = fa.grid_y[r], fa.grid_x[c]
+        patch = np.ascontiguousarray(x[y0:y0 + PATCH, x0:x0 + PATCH].transpose(2, 0, 1)[None])
+        np.testing.assert_allclose(fa.logits[r, c], sess.run(["logits"], {"rgb": patch})[0][0], atol=1e-4)
+    p = np.exp(fa.logits.astype(np.float64))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(fa.p_manipulated, p[..., 1], atol=1e-9)
+    assert fa.score == pytest.approx(p[..., 1].mean(), abs=1e-7)
+    assert fa.class_probabilities["gaussian"] == pytest.approx(p[..., 1].mean(), abs=1e-9)
+    assert fa.traces is Traces.CONSISTENT and fa.available and fa.fan_ms > 0
+    assert not fa.logits.flags.writeable
+
+
+def test_analyze_detects_the_toy_manipulation(toy_fan):
+    rgb = noise_image(96, 160, seed=12)
+    assert analyze(blur(rgb), toy_fan).traces is Traces.MANIPULATED
+    half = rgb.copy()
+    half[:, :80] = blur(rgb)[:, :80]
+    fa = analyze(half, toy_fan)
+    assert fa.traces is Traces.MANIPULATED
+    left = fa.grid_x + PATCH <= 80
+    right = fa.grid_x >= 80
+    assert (fa.p_manipulated[:, left] > 0.5).all() and (fa.p_manipulated[:, right] < 0.5).all()
+    assert set(describe_regions(fa)) >= {"top-left", "middle-left", "bottom-left"}
+    assert not {"top-right", "middle-right", "bottom-right"} & set(describe_regions(fa))
+    assert list(fa.class_fractions()) == ["gaussian"]
+
+
+def test_analyze_scale_and_small_images(toy_fan):
+    rgb = noise_image(81, 130, seed=13)
+    fa = analyze(rgb, toy_fan, scale=0.5)
+    assert fa.analysed_size == (40, 65) and fa.scale == 0.5
+    assert fa.grid_y[-1] + PATCH == 40
+    small = analyze(noise_image(31, 200, seed=1), toy_fan)
+    assert small.traces is Traces.UNAVAILABLE and "smaller than one FAN patch" in small.reason
+    with pytest.raises(ValueError):
+        analyze(rgb, toy_fan, scale=1.5)
+    with pytest.raises(ValueError):
+        analyze(rgb.astype(np.float32), toy_fan)  # type: ignore[arg-type]
+
+
+def test_render_heatmap(toy_fan):
+    rgb = noise_image(96, 160, seed=14)
+    half = rgb.copy()
+    half[:, :80] = blur(rgb)[:, :80]
+    fa = analyze(half, toy_fan)
+    grid = np.asarray(render_heatmap(fa))
+    assert grid.shape == (len(fa.grid_y) * 16, len(fa.grid_x) * 16, 3)
+    over = np.asarray(render_heatmap(fa, half))
+    assert over.shape == (96, 160, 3)
+    grey = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(half).convert("L"), np.int16)
+    # Right side (native): untinted grey; left side: tinted with the gaussian colour (blue).
+    assert np.abs(over[:, 140:, 0].astype(np.int16) - grey[:, 140:]).max() <= 1
+    assert (over[:, :20, 2].astype(int) - over[:, :20, 0]).mean() > 50
+
+
+def test_measure_robustness(toy_fan):
+    images = [(noise_image(96, 96, seed=s), "native") for s in (20, 21)]
+    images += [(blur(noise_image(96, 96, seed=s)), "gaussian") for s in (22, 23)]
+    rows = measure_robustness(images, toy_fan, scales=(1.0, 0.5), jpeg_qualities=(None, 90))
+    assert [(r["scale"], r["jpeg_quality"]) for r in rows] == [(1.0, None), (1.0, 90), (0.5, None), (0.5, 90)]
+    assert rows[0]["n"] == 4 and rows[0]["accuracy"] == 1.0 and rows[0]["binary_accuracy"] == 1.0
+    assert all(r["n"] == 4 for r in rows)
+    with pytest.raises(ValueError, match="not a FAN class"):
+        measure_robustness([(images[0][0], "sharpen")], toy_fan)
