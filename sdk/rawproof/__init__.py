@@ -2,13 +2,18 @@
 
 Data path, top to bottom::
 
-    frame = rawproof.RawFrame.from_file("photo.dng")     # raw.py   (rawpy / native unpack)
-    stack = frame.to_stack()                               # native: any CFA -> RGGB, levels, WB
+    frame = rawproof.RawFrame.from_file("photo.crw")       # raw.py: rawpy, or native unpack for sensor dumps
+    stack = frame.to_stack(colour=True)                      # native CFA -> RGGB, levels, WB; CCM per quad
+    with rawproof.Signer.from_files("chain.pem", "key.pem") as signer:
+        result = rawproof.develop(frame, signer=signer)      # NIP (onnxruntime, tiled) -> uint8 -> JPEG -> C2PA
+    result.save("photo.jpg")
+    report = rawproof.verify("photo.jpg", trust_anchors="root.pem")   # C2PA validation + FAN traces
 """
 
 from __future__ import annotations
 
 from rawproof._version import __version__
+from rawproof.develop import DevelopResult, SensorBuffer, develop
 from rawproof.errors import (
     FingerprintError,
     ImageFormatError,
@@ -37,6 +42,9 @@ from rawproof.verify import Verdict, VerifyReport, save_heatmap, verify
 __all__ = [
     "CFA",
     "RawFrame",
+    "develop",
+    "DevelopResult",
+    "SensorBuffer",
     "verify",
     "VerifyReport",
     "Verdict",

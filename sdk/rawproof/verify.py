@@ -422,6 +422,27 @@ def _parse_scale(value: str) -> str | float:
     return f
 
 
+def format_report(report: VerifyReport, name: str) -> str:
+    """The short human-readable report that ``rawproof verify`` prints (one fact per line)."""
+    lines: list[str] = []
+    fa, p = report.forensics, report.provenance
+    lines.append(f"{name}: {report.verdict.value.upper()} (exit {report.exit_code})")
+    lines.append(f"  {report.summary}")
+    lines.append(f"  provenance: {p.state.value}" + (f", signer {p.signer_subject}" if p.signer_subject else "")
+                 + (f", failures {', '.join(p.status_codes)}" if p.status_codes else ""))
+    if isinstance(report.capture, Mapping):
+        cam = report.capture.get("camera") or {}
+        lines.append(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
+                     f"{report.capture.get('capture_time')}")
+    if fa.available:
+        ny, nx = fa.p_manipulated.shape if fa.p_manipulated.size else (0, 0)
+        top = ", ".join(f"{c} {v:.2f}" for c, v in sorted(fa.class_probabilities.items(), key=lambda kv: -kv[1]))
+        lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
+                     f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
+        lines.append(f"  classes: {top}")
+    return "\n".join(lines)
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     try:
         data = Path(args.image).read_bytes()
@@ -439,21 +460,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"image": str(args.image), **report.to_dict()}, indent=2))
         return report.exit_code
-    fa, p = report.forensics, report.provenance
-    print(f"{args.image}: {report.verdict.value.upper()} (exit {report.exit_code})")
-    print(f"  {report.summary}")
-    print(f"  provenance: {p.state.value}" + (f", signer {p.signer_subject}" if p.signer_subject else "")
-          + (f", failures {', '.join(p.status_codes)}" if p.status_codes else ""))
-    if isinstance(report.capture, Mapping):
-        cam = report.capture.get("camera") or {}
-        print(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
-              f"{report.capture.get('capture_time')}")
-    if fa.available:
-        ny, nx = fa.p_manipulated.shape if fa.p_manipulated.size else (0, 0)
-        top = ", ".join(f"{c} {v:.2f}" for c, v in sorted(fa.class_probabilities.items(), key=lambda kv: -kv[1]))
-        print(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
-              f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
-        print(f"  classes: {top}")
+    print(format_report(report, str(args.image)))
     if args.heatmap is not None and heat_note is None:
         print(f"  heatmap: {args.heatmap}")
     return report.exit_code

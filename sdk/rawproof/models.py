@@ -1,0 +1,253 @@
+"""The model registry: shipped ONNX models and their metadata.
+
+A model is an ``.onnx`` file plus a sibling ``.json`` with the same stem. Both carry
+the metadata keys of the DESIGN.md contract; the JSON also holds ``sha256`` (of the
+``.onnx`` bytes), which the ONNX file cannot hold about itself. In the ONNX
+``metadata_props`` (strings only) a string value is stored as is and any other value as
+its JSON text (:func:`encode_metadata`).
+
+Shipped models live in the ``rawproof/models/`` package folder; set ``RAWPROOF_MODELS``
+to look in another folder instead. Sessions are opened from a :class:`ModelInfo` by
+:func:`rawproof.runtime.get_session`; :func:`rawproof.develop` does all of this for you.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rawproof.errors import ModelError
+
+__all__ = [
+    "ModelKind",
+    "ModelInfo",
+    "REQUIRED_KEYS",
+    "models_dir",
+    "encode_metadata",
+    "file_sha256",
+    "load_model_info",
+    "list_models",
+    "find_model",
+]
+
+REQUIRED_KEYS: tuple[str, ...] = (
+    "name", "kind", "architecture", "input_layout", "trained_on", "config", "git_commit", "metrics",
+)
+"""Keys every model's metadata must have (plus ``classes`` for a FAN, ``receptive_field`` for a NIP)."""
+
+
+class ModelKind(str, enum.Enum):
+    """What a model does; fixes its ONNX input/output contract (DESIGN.md)."""
+
+    NIP = "nip"
+    """Neural imaging pipeline: input ``rggb`` float32 Nx4xhxw, output ``rgb`` float32 Nx3x2hx2w."""
+    FAN = "fan"
+    """Forensic analysis network: input ``rgb`` float32 Nx3xHxW, output ``logits`` float32 NxC."""
+
+    @property
+    def input_name(self) -> str:
+        """Name of the single graph input."""
+        return "rggb" if self is ModelKind.NIP else "rgb"
+
+    @property
+    def output_name(self) -> str:
+        """Name of the single graph output."""
+        return "rgb" if self is ModelKind.NIP else "logits"
+
+    @property
+    def input_channels(self) -> int:
+        """Channel count of the input (dimension 1)."""
+        return 4 if self is ModelKind.NIP else 3
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Validated metadata of one model file (read from its sibling JSON).
+
+    Attributes:
+        path: The ``.onnx`` file.
+        name: Model name, e.g. ``"unet"``; unique among shipped models.
+        kind: NIP or FAN.
+        architecture: Architecture name understood by the training code (``create_nip``).
+        sha256: Hex SHA-256 of the ``.onnx`` file as exported; checked when a session opens.
+        receptive_field: NIP only: one-sided receptive-field radius ``R`` in output pixels
+            (the ``receptive_field`` of ``rawproof_train.nip`` models): output pixel (y, x)
+            depends only on stack pixels (i, j) with ``|2i - y| <= R`` and ``|2j - x| <= R``.
+            Tiling derives its margin from it (:func:`rawproof.tiling.margin_for`).
+        classes: FAN only: output classes in logit order; empty for a NIP.
+        metadata: All keys of the JSON except ``sha256`` (the values the ONNX
+            ``metadata_props`` must repeat).
+    """
+
+    path: Path
+    name: str
+    kind: ModelKind
+    architecture: str
+    sha256: str
+    receptive_field: int | None = None
+    classes: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def size_multiple(self) -> int:
+        """Stack h and w passed to the model must be multiples of this (metadata ``size_multiple``,
+        default 1; e.g. 16 for a 5-level UNet, whose pooling grid tiles must keep aligned)."""
+        return int(self.metadata.get("size_multiple", 1))
+
+    @property
+    def is_default(self) -> bool:
+        """True when the JSON marks this model ``"default": true`` for its kind."""
+        return bool(self.metadata.get("default", False))
+
+
+def models_dir() -> Path:
+    """Folder searched for shipped models: ``$RAWPROOF_MODELS`` or the package's ``models/``."""
+    env = os.environ.get("RAWPROOF_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent / "models"
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The ONNX ``metadata_props`` form of ``metadata``: strings as is, other values as JSON text.
+
+    ``sha256`` is dropped: a file cannot contain its own hash.
+    """
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        for k, v in metadata.items()
+        if k != "sha256"
+    }
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_model_info(path: str | Path) -> ModelInfo:
+    """Read and validate the metadata JSON beside an ``.onnx`` file.
+
+    Only the JSON is read; the ONNX bytes are hashed and compared with ``sha256``, and the
+    ``metadata_props`` compared with the JSON, when :func:`rawproof.runtime.get_session`
+    opens the model.
+
+    Raises:
+        ModelError: the ``.onnx`` or its JSON is missing, the JSON is malformed, a key
+            is missing, or ``kind``/``receptive_field``/``classes`` are invalid.
+    """
+    onnx_path = Path(path)
+    if onnx_path.suffix != ".onnx":
+        raise ModelError("model files end in .onnx", path=onnx_path)
+    if not onnx_path.is_file():
+        raise ModelError("model file not found", path=onnx_path)
+    json_path = onnx_path.with_suffix(".json")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"metadata file {json_path.name} not found beside the model", path=onnx_path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"unreadable metadata {json_path.name}: {e}", path=onnx_path) from e
+    if not isinstance(meta, dict):
+        raise ModelError(f"{json_path.name} must hold a JSON object", path=onnx_path)
+    missing = [k for k in (*REQUIRED_KEYS, "sha256") if k not in meta]
+    try:
+        kind = ModelKind(meta.get("kind"))
+    except ValueError:
+        raise ModelError(f"kind must be one of {[k.value for k in ModelKind]}, got {meta.get('kind')!r}", path=onnx_path) from None
+    if kind is ModelKind.NIP and "receptive_field" not in meta:
+        missing.append("receptive_field")
+    if kind is ModelKind.FAN and "classes" not in meta:
+        missing.append("classes")
+    if missing:
+        raise ModelError(f"metadata lacks keys {missing}", path=onnx_path)
+    sha = meta["sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise ModelError(f"sha256 must be 64 lowercase hex digits, got {sha!r}", path=onnx_path)
+    rf: int | None = None
+    classes: tuple[str, ...] = ()
+    if kind is ModelKind.NIP:
+        rf = meta["receptive_field"]
+        if not isinstance(rf, int) or isinstance(rf, bool) or rf < 1:
+            raise ModelError(f"receptive_field must be a positive int, got {rf!r}", path=onnx_path)
+    else:
+        cl = meta["classes"]
+        if not isinstance(cl, list) or not cl or not all(isinstance(c, str) for c in cl):
+            raise ModelError(f"classes must be a non-empty list of names, got {cl!r}", path=onnx_path)
+        classes = tuple(cl)
+    sm = meta.get("size_multiple", 1)
+    if not isinstance(sm, int) or isinstance(sm, bool) or sm < 1:
+        raise ModelError(f"size_multiple must be a positive int, got {sm!r}", path=onnx_path)
+    return ModelInfo(
+        path=onnx_path.resolve(),
+        name=str(meta["name"]),
+        kind=kind,
+        architecture=str(meta["architecture"]),
+        sha256=sha,
+        receptive_field=rf,
+        classes=classes,
+        metadata={k: v for k, v in meta.items() if k != "sha256"},
+    )
+
+
+def list_models(kind: ModelKind | str | None = None, directory: str | Path | None = None) -> list[ModelInfo]:
+    """All models in ``directory`` (default :func:`models_dir`), sorted by name.
+
+    A ``.onnx`` without a valid JSON is an error, not skipped: a broken install should
+    be loud.
+
+    Raises:
+        ModelError: a model in the folder has invalid metadata.
+    """
+    folder = Path(directory) if directory is not None else models_dir()
+    if not folder.is_dir():
+        return []
+    want = None if kind is None else ModelKind(kind)
+    infos = [load_model_info(p) for p in sorted(folder.glob("*.onnx"))]
+    return sorted((i for i in infos if want is None or i.kind is want), key=lambda i: i.name)
+
+
+def find_model(model: str | Path | ModelInfo | None, kind: ModelKind | str, directory: str | Path | None = None) -> ModelInfo:
+    """Resolve ``model`` to a :class:`ModelInfo` of the wanted kind.
+
+    Args:
+        model: ``None`` for the default shipped model of ``kind`` (the one whose JSON says
+            ``"default": true``, else the first by name); a path to an ``.onnx`` file; a
+            shipped model's name; or a ``ModelInfo``.
+        kind: The kind the caller needs.
+        directory: Folder of shipped models (default :func:`models_dir`).
+
+    Raises:
+        ModelError: no such model, none shipped, or the model is of another kind.
+    """
+    kind = ModelKind(kind)
+    folder = Path(directory) if directory is not None else models_dir()
+    if isinstance(model, ModelInfo):
+        info = model
+    elif model is None:
+        found = list_models(kind, folder)
+        if not found:
+            raise ModelError(
+                f"no shipped {kind.value.upper()} model found in {folder}; "
+                "export one with python -m rawproof_export"
+            )
+        defaults = [i for i in found if i.is_default]
+        info = defaults[0] if defaults else found[0]
+    elif str(model).endswith(".onnx") or os.sep in str(model) or "/" in str(model):
+        info = load_model_info(model)
+    else:
+        by_name = {i.name: i for i in list_models(None, folder)}
+        if str(model) not in by_name:
+            raise ModelError(f"no model named {model!r} in {folder}; available: {sorted(by_name)}")
+        info = by_name[str(model)]
+    if info.kind is not kind:
+        raise ModelError(f"expected a {kind.value} model, got a {info.kind.value}", path=info.path)
+    return info
