@@ -10,7 +10,7 @@ from rawproof import bench, cli
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    assert cli.main(["bench", "--width", "64", "--height", "48", "--repeat", "1", *args]) == 0
+    assert cli.main(["bench", "--width", "64", "--height", "48", "--repeat", "1", "--section", "kernels", "--section", "python_threads", *args]) == 0
     return capsys.readouterr().out
 
 
@@ -39,9 +39,19 @@ def test_table_and_only(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_sections_are_extensible(monkeypatch: pytest.MonkeyPatch) -> None:
     extra = bench.BenchRow("extra", "thing", {"x_ms": 1.0})
-    monkeypatch.setattr(bench, "SECTIONS", [*bench.SECTIONS, lambda cfg: [extra]])
+    sections = {"kernels": bench.SECTIONS["kernels"], "python_threads": bench.SECTIONS["python_threads"], "extra": lambda cfg: [extra]}
+    monkeypatch.setattr(bench, "SECTIONS", sections)
     rows = bench.run_bench(bench.BenchConfig(width=16, height=16, repeat=1, only=("raw10",)))
     assert rows[-1] == extra and [r.section for r in rows] == ["kernels", "python_threads", "extra"]
+
+
+def test_provenance_section(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--width", "64", "--height", "48", "--repeat", "1", "--section", "provenance", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    names = {r["name"] for r in rows}
+    assert {r["section"] for r in rows} == {"provenance"}
+    assert any("thumbnail" in n for n in names) and any("check" in n for n in names)
+    assert all(r["best_ms"] > 0 for r in rows)
 
 
 @pytest.mark.parametrize("args", [["--width", "60"], ["--height", "0"], ["--repeat", "0"]])

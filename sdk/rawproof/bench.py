@@ -1,4 +1,4 @@
-"""``rawproof bench``: timings of the native kernels against numpy and memcpy.
+"""``rawproof bench``: native kernels, develop(), C2PA signing and verify(), measured side by side.
 
 One run on a synthetic frame (12 MP by default) measures, per kernel, the best of
 ``--repeat`` runs of: ``np.copyto`` of the kernel's output bytes into a preallocated
@@ -7,8 +7,9 @@ array (the memory-bandwidth floor), the best vectorised numpy implementation, an
 threads calling a kernel at once overlap (the GIL is released).
 
 The report is a list of sections. Each section is a function ``(BenchConfig) ->
-list[BenchRow]``, listed in :data:`SECTIONS`; a new section (e.g. develop(), signing)
-appends its function there.
+list[BenchRow]``, named in :data:`SECTIONS`: ``kernels``, ``python_threads``, ``develop``
+(per-stage times for each shipped NIP), ``provenance`` (signing, validation) and
+``verify`` (signature + FAN over the image). ``--section`` picks some.
 
 The numpy implementations here are independent of the C++ code and serve as the
 speed baseline; each row also reports the largest difference between numpy and
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["KERNELS", "SECTIONS", "BenchConfig", "BenchRow", "kernel_rows", "overlap_rows", "register", "run_bench"]
+__all__ = ["KERNELS", "SECTIONS", "BenchConfig", "BenchRow", "kernel_rows", "overlap_rows", "develop_rows", "signing_rows", "verify_rows", "register", "run_bench"]
 
 _log = logging.getLogger(__name__)
 
@@ -222,15 +223,54 @@ def overlap_rows(cfg: BenchConfig) -> list[BenchRow]:
     return rows
 
 
-SECTIONS: list[Callable[[BenchConfig], list[BenchRow]]] = [kernel_rows, overlap_rows]
-"""Report sections, in order."""
+def _numeric_rows(section: str, dicts: list[dict], name_key: str) -> list[BenchRow]:
+    return [BenchRow(section, str(d[name_key]), {k: float(v) for k, v in d.items()
+                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            for d in dicts]
 
 
-def run_bench(cfg: BenchConfig) -> list[BenchRow]:
-    """Run every section of :data:`SECTIONS` and return their rows in order."""
+def develop_rows(cfg: BenchConfig) -> list[BenchRow]:
+    """Section ``develop``: per-stage times of develop() on a synthetic frame, per shipped NIP (CPU or GPU).
+
+    ``native_share`` = (unpack + stack) / total: the native kernels' part of the wall time.
+    """
+    from rawproof.develop import bench_develop
+
+    rows = _numeric_rows("develop", bench_develop(cfg.width, cfg.height, repeats=min(cfg.repeat, 3)), "model")
+    for r in rows:
+        r.metrics["native_share"] = (r.metrics["unpack_ms"] + r.metrics["stack_ms"]) / r.metrics["total_ms"]
+    return rows
+
+
+def signing_rows(cfg: BenchConfig) -> list[BenchRow]:
+    """Section ``provenance``: C2PA signing of a JPEG of this size (thumbnail off/on) and validation."""
+    from rawproof.provenance import bench_signing
+
+    return _numeric_rows("provenance", bench_signing(cfg.width, cfg.height, repeats=cfg.repeat), "name")
+
+
+def verify_rows(cfg: BenchConfig) -> list[BenchRow]:
+    """Section ``verify``: signature check, decode, FAN over the image (default shipped FAN), whole verify()."""
+    from rawproof.verify import bench_verify
+
+    return _numeric_rows("verify", bench_verify(cfg.width, cfg.height, repeats=min(cfg.repeat, 2)), "name")
+
+
+SECTIONS: dict[str, Callable[[BenchConfig], list[BenchRow]]] = {
+    "kernels": kernel_rows,
+    "python_threads": overlap_rows,
+    "develop": develop_rows,
+    "provenance": signing_rows,
+    "verify": verify_rows,
+}
+"""Report sections by name, in order."""
+
+
+def run_bench(cfg: BenchConfig, sections: tuple[str, ...] | None = None) -> list[BenchRow]:
+    """Run the named sections (default: all of :data:`SECTIONS`) and return their rows in order."""
     rows: list[BenchRow] = []
-    for section in SECTIONS:
-        rows.extend(section(cfg))
+    for name in sections or tuple(SECTIONS):
+        rows.extend(SECTIONS[name](cfg))
     return rows
 
 
@@ -265,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     cfg = BenchConfig(width=args.width, height=args.height, repeat=args.repeat,
                       only=tuple(args.only) if args.only else KERNELS)
-    rows = run_bench(cfg)
+    rows = run_bench(cfg, tuple(args.section) if args.section else None)
     if args.json:
         print(json.dumps({
             "width": cfg.width, "height": cfg.height, "repeat": cfg.repeat, "cpu_count": os.cpu_count(),
@@ -279,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
-    p = subparsers.add_parser("bench", help="time the native kernels against numpy and memcpy",
+    p = subparsers.add_parser("bench", help="time native kernels, develop(), signing and verify() side by side",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print a JSON dict instead of a table")
     p.add_argument("--width", type=int, default=BenchConfig.width, help="frame width, multiple of 8")
@@ -287,4 +327,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=int, default=BenchConfig.repeat, help="runs per figure; the best is kept")
     p.add_argument("--only", action="append", choices=KERNELS, metavar="KERNEL",
                    help=f"measure only this kernel (repeatable): {', '.join(KERNELS)}")
+    p.add_argument("--section", action="append", choices=list(SECTIONS), metavar="SECTION",
+                   help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
     p.set_defaults(func=_run)
