@@ -42,6 +42,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from rawproof_train import distributed as ddp
 from rawproof_train.channel import Channel
 from rawproof_train.data import Pair, load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
@@ -199,6 +200,10 @@ class _Run:
     manipulations: list[nn.Module]
     channel: nn.Module
     step: int = 0
+    # DistributedDataParallel wrappers used for the forward pass under torchrun; the bare
+    # modules above stay the ones checkpointed, so state_dict keys are the same either way.
+    nip_ddp: nn.Module | None = None
+    fan_ddp: nn.Module | None = None
 
 
 def _load_weights(module: nn.Module, path: str, kind: str) -> None:
@@ -284,14 +289,14 @@ def validate(run: _Run, val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, flo
 def train_step(run: _Run, stack: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """One optimiser step of the configured regime; returns the step's loss terms."""
     cfg = run.cfg
-    rgb = run.nip(stack)
+    rgb = (run.nip if run.nip_ddp is None else run.nip_ddp)(stack)
     mse8 = F.mse_loss(rgb, target) * 255.0**2
     out = {"mse8": mse8.item()}
     if cfg.regime == "nip":
         loss = mse8
     else:
         x, y = forensic_batch(rgb, run.manipulations, run.channel)
-        logits = run.fan(x)
+        logits = (run.fan if run.fan_ddp is None else run.fan_ddp)(x)
         ce = F.cross_entropy(logits, y)
         out.update(ce=ce.item(), accuracy=(logits.argmax(1) == y).float().mean().item())
         loss = ce + cfg.lam * mse8 if cfg.regime == "joint" else ce
@@ -306,13 +311,21 @@ def train_step(run: _Run, stack: torch.Tensor, target: torch.Tensor) -> dict[str
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) one configuration to ``cfg.steps``; return the final validation metrics."""
+    """Train (or resume) one configuration to ``cfg.steps``; return the final validation metrics.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this runs data-parallel: each rank draws
+    ``batch / WORLD_SIZE`` patches from a generator seeded ``(seed, rank)``, DDP averages the
+    gradients, and rank 0 alone validates and writes (see :mod:`rawproof_train.distributed`).
+    """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    env = ddp.init_distributed(cfg.device)
+    main = env is None or env.is_main
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
+    rng = ddp.rank_rng(cfg.seed, env)
+    per_rank = ddp.shard_size(cfg.batch, env)
     val_sampler = PatchSampler(cfg.data, "val", cfg.patch, max(1, cfg.val_patches // 4), np.random.default_rng(cfg.seed + 1))
     val = val_sampler.batch(min(cfg.val_patches, len(val_sampler._pool) or cfg.val_patches))
     train = PatchSampler(cfg.data, "train", cfg.patch, cfg.patches_per_image, rng)
@@ -326,31 +339,39 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         run_.optimizer.load_state_dict(state["optimizer"])
         run_.scheduler.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["numpy_rng"]
+        if env is not None:
+            if state.get("world_size") != env.world_size:
+                raise ValueError(f"{state_path} was written by {state.get('world_size', 1)} process(es); resume with as many")
+            rng.bit_generator.state = state["ddp_numpy_rng"][env.rank]
         torch.set_rng_state(state["torch_rng"])
         run_.step = int(state["step"])
         log.info("resumed %s at step %d", out, run_.step)
-    else:
+    elif main:
         meta = dataclasses.asdict(cfg) | {"git_commit": git_commit(), "trained_on": train.trained_on}
         (out / "config.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    run_.nip_ddp = ddp.wrap_ddp(run_.nip, env)
+    run_.fan_ddp = ddp.wrap_ddp(run_.fan, env)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or run_.step == 0
     fields = ["step", "time_s", "lr", "loss", "mse8", "ce", "accuracy", "val_psnr_db", "val_accuracy"]
     metrics: dict[str, float] = {}
-    with open(log_path, "w" if new_log else "a", newline="") as fh:
+    with open(log_path if main else os.devnull, "w" if new_log else "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new_log:
             writer.writeheader()
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=run_.step, desc=f"train-{cfg.regime}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=run_.step, desc=f"train-{cfg.regime}", unit="step", dynamic_ncols=True, disable=not main)
         if cfg.regime != "fan":
             run_.nip.train()
         while run_.step < cfg.steps:
-            stack, target = train.batch(cfg.batch)
+            stack, target = train.batch(per_rank)
             row = train_step(run_, stack.to(cfg.device), target.to(cfg.device))
             run_.step += 1
             bar.update(1)
             last = run_.step == cfg.steps
-            if run_.step % cfg.val_every == 0 or last:
+            if env is not None and (run_.step % cfg.val_every == 0 or last or run_.step % 10 == 0):
+                row = ddp.mean_over_ranks(row, env, cfg.device)
+            if main and (run_.step % cfg.val_every == 0 or last):
                 metrics = validate(run_, (val[0].to(cfg.device), val[1].to(cfg.device)))
                 row |= metrics
                 bar.set_postfix({k: round(v, 3) for k, v in metrics.items()})
@@ -358,9 +379,17 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 writer.writerow({"step": run_.step, "time_s": round(time.perf_counter() - t0, 2), "lr": run_.scheduler.get_last_lr()[0], **row})
                 fh.flush()
             if run_.step % cfg.ckpt_every == 0 or last:
-                torch.save(_state(run_, rng), state_path.with_suffix(".tmp"))
-                os.replace(state_path.with_suffix(".tmp"), state_path)
+                state = _state(run_, rng)
+                if env is not None:
+                    state |= {"world_size": env.world_size, "ddp_numpy_rng": ddp.gather_objects(rng.bit_generator.state, env)}
+                if main:
+                    torch.save(state, state_path.with_suffix(".tmp"))
+                    os.replace(state_path.with_suffix(".tmp"), state_path)
         bar.close()
+    if not main:
+        metrics = ddp.gather_objects(metrics, env)[0]
+        ddp.shutdown(env)
+        return metrics
     if not metrics:
         metrics = validate(run_, val)
     channel_desc = f"{cfg.downscale}x bilinear down + dJPEG q{cfg.quality} (hard rounding), val patches"
@@ -371,6 +400,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         fan_metrics = {"accuracy": metrics.get("val_accuracy"), "channel": channel_desc, "regime": cfg.regime, "nip": cfg.nip}
         torch.save(_export_ckpt(run_.fan, "fan", "fan", cfg, fan_metrics, trained_on), out / "fan.pt")
     (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if env is not None:
+        ddp.gather_objects(metrics, env)
+        ddp.shutdown(env)
     return metrics
 
 
