@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -30,8 +31,8 @@ Levels check_levels(const py::handle& black_obj, double white, const py::handle&
     Levels lv{};
     lv.black = channel_params(black_obj, "black");
     lv.wb = wb_obj.is_none() ? std::array<float, 4>{1.f, 1.f, 1.f, 1.f} : channel_params(wb_obj, "wb");
-    if (!std::isfinite(white) || white <= 0) {
-        throw std::invalid_argument("white must be finite and > 0, got " + std::to_string(white));
+    if (!std::isfinite(white) || white <= 0 || white > static_cast<double>(std::numeric_limits<float>::max())) {
+        throw std::invalid_argument("white must be finite and > 0 (and within float32 range), got " + std::to_string(white));
     }
     lv.white = static_cast<float>(white);
     for (int c = 0; c < 4; ++c) {
@@ -61,7 +62,14 @@ py::array_t<float> mosaic_to_rggb_py(const py::array& mosaic, const std::string&
     const Levels lv = check_levels(black, white, wb);
     const unsigned nthreads = resolve_threads(threads);
     std::array<float, 4> scale{};
-    for (int c = 0; c < 4; ++c) scale[c] = lv.wb[c] / (lv.white - lv.black[c]);
+    for (int c = 0; c < 4; ++c) {
+        scale[c] = lv.wb[c] / (lv.white - lv.black[c]);
+        // An infinite scale would turn a sample equal to black into 0 * inf = NaN.
+        if (!std::isfinite(scale[c])) {
+            throw std::invalid_argument("wb[" + std::to_string(c) + "] / (white - black[" + std::to_string(c) +
+                                        "]) overflows float32");
+        }
+    }
 
     py::array_t<float> out({py::ssize_t{4}, h / 2, w / 2});
     const auto* src = static_cast<const std::uint16_t*>(mosaic.data());

@@ -27,6 +27,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -521,15 +522,27 @@ def _sniff_mime(data: bytes) -> str:
 
 
 def _image_decodes(data: bytes) -> bool:
-    """Whether Pillow decodes every pixel; tells a broken image from a broken manifest."""
+    """Whether Pillow decodes every pixel; tells a broken image from a broken manifest.
+
+    A header declaring more than :data:`rawproof.imageio.MAX_PIXELS` counts as readable
+    without decoding: decoding it is the allocation a decompression bomb is after
+    (``verify()`` refuses such an image when it decodes it).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-        return True
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-        return False
+    from rawproof.imageio import MAX_PIXELS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                if im.width * im.height <= MAX_PIXELS:
+                    im.load()
+            return True
+        except Image.DecompressionBombError:
+            return True
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError):
+            return False
 
 
 def _dn(name: Mapping[str, str] | None) -> str | None:

@@ -203,7 +203,7 @@ class RawFrame:
         if h < 2 or w < 2 or h % 2 or w % 2:
             raise RawFormatError(f"mosaic size must be even and at least 2x2, got {h}x{w}")
         object.__setattr__(self, "cfa", CFA.parse(self.cfa))
-        black = tuple(float(b) for b in np.broadcast_to(np.asarray(self.black, dtype=np.float64), (4,)))
+        black = tuple(float(b) for b in _four_levels(self.black))
         object.__setattr__(self, "black", black)
         if not np.isfinite(self.white) or not all(np.isfinite(black)) or max(black) >= self.white or min(black) < 0:
             raise RawFormatError(f"need 0 <= black < white, got black={black} white={self.white}")
@@ -247,8 +247,8 @@ class RawFrame:
         wb = self.wb if (white_balance and self.wb is not None) else None
         try:
             stack = _native.mosaic_to_rggb(
-                self.mosaic, self.cfa.value, np.asarray(self.black, np.float32), float(self.white),
-                None if wb is None else np.asarray(wb, np.float32), threads,
+                self.mosaic, self.cfa.value, np.asarray(self.black, np.float64), float(self.white),
+                None if wb is None else np.asarray(wb, np.float64), threads,
             )
         except (ValueError, TypeError) as e:
             raise RawFormatError(str(e)) from e
@@ -336,7 +336,7 @@ class RawFrame:
             mosaic = _native.unpack(np.ascontiguousarray(data), width, height, pf.value, stride, threads)
         except (ValueError, TypeError) as e:
             raise RawFormatError(f"cannot unpack {width}x{height} {pf.value}: {e}") from e
-        blk = np.broadcast_to(np.asarray(black, dtype=np.float64), (4,))
+        blk = _four_levels(black)
         if shift:
             low = int(np.bitwise_or.reduce(mosaic, axis=None)) & ((1 << shift) - 1)
             if low:
@@ -436,6 +436,14 @@ class RawFrame:
         from rawproof.rawio import read_manifest_entry
 
         return read_manifest_entry(entry, root)
+
+
+def _four_levels(black: Any) -> np.ndarray:
+    """Black level(s) as float64 (R, Gr, Gb, B): one value is broadcast; anything else but 4 is a RawFormatError."""
+    try:
+        return np.broadcast_to(np.asarray(black, dtype=np.float64), (4,))
+    except (ValueError, TypeError) as e:
+        raise RawFormatError(f"black must be one level or 4 levels (R, Gr, Gb, B), got {black!r}") from e
 
 
 def _ccm_from_libraw(cam_xyz: np.ndarray, rgb_cam: np.ndarray) -> np.ndarray | None:

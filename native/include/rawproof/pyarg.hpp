@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -54,9 +55,10 @@ inline std::array<float, 4> channel_params(const py::handle& obj, const char* na
     std::array<float, 4> out{};
     for (int c = 0; c < 4; ++c) {
         const double v = a.at(c);
-        if (!std::isfinite(v)) {
-            throw std::invalid_argument(std::string(name) + "[" + std::to_string(c) + "] must be finite, got " +
-                                        std::to_string(v));
+        // Beyond FLT_MAX the cast to float is undefined behaviour (and would give inf).
+        if (!std::isfinite(v) || std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+            throw std::invalid_argument(std::string(name) + "[" + std::to_string(c) +
+                                        "] must be finite and within float32 range, got " + std::to_string(v));
         }
         out[c] = static_cast<float>(v);
     }
