@@ -17,6 +17,7 @@ _COMMAND_MODULES: list[str] = [
     "rawproof_train.train",
     "rawproof_train.evaluate",
     "rawproof_train.report",
+    "rawproof_train.forensic_eval",
     "rawproof_train.jpeg_report",
 ]
 

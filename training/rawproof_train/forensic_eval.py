@@ -1,0 +1,192 @@
+"""Image-level forensic detection through the SDK: ``python -m rawproof_train forensic-eval``.
+
+What a verifier sees: an image developed by the shipped NIP (ONNX, the SDK runtime),
+possibly manipulated by its owner, then shared through a platform (2x bilinear downscale,
+real libjpeg q50, metadata gone). ``rawproof.verify`` analyses it as-is (no provenance)
+and returns a verdict. This module measures, per manipulation class, how often the
+verdict says "manipulated" (true positives) and how often an untouched image is flagged
+(false positives), on held-out images.
+
+Images: each image of a split is developed whole, then cut into non-overlapping
+``crop`` x ``crop`` crops (each crop is one verified image, so a split of a few large
+photos still gives over a hundred decisions per class). Manipulations use the training
+ops (``rawproof_train.manipulations``; ``jpeg`` through real libjpeg q80), applied to the
+crop at full resolution before the channel.
+
+Calibration: ``--calibrate`` first runs the validation split, fits temperature + Platt
+(:func:`rawproof.forensics.fit_calibration`) on those images' patch logits and writes them
+into the FAN's metadata (ONNX ``metadata_props`` and JSON, keeping its SHA-256 in step),
+then evaluates the test split with the calibrated FAN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from rawproof.forensics import fit_calibration
+from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
+from rawproof.runtime import clear_session_cache, get_session
+from rawproof.tiling import run_nip
+from rawproof.verify import Verdict, verify
+from rawproof_train.channel import libjpeg_roundtrip
+from rawproof_train.data import load_manifest, load_pair
+from rawproof_train.evaluate import wilson_interval
+from rawproof_train.manipulations import create_manipulation
+
+__all__ = ["ForensicEval", "develop_split", "manipulate", "share", "evaluate_split", "write_calibration", "register"]
+
+log = logging.getLogger(__name__)
+
+MANIPULATED = {Verdict.NO_PROVENANCE_MANIPULATED, Verdict.MANIPULATED}
+
+
+@dataclass
+class ForensicEval:
+    split: str
+    crops_per_class: int
+    crop: int
+    tpr: dict[str, float]
+    tpr_ci: dict[str, tuple[float, float]]
+    fpr: float
+    fpr_ci: tuple[float, float]
+    class_accuracy: float
+    confusion: list[list[int]]
+    classes: list[str]
+    nip: str
+    fan: str
+    calibration: dict | None
+
+
+def develop_split(data: str | Path, split: str, nip: str | Path, crop: int) -> list[np.ndarray]:
+    """Develop every image of ``split`` with the ONNX NIP and cut it into crops (uint8 crop x crop x 3)."""
+    info = find_model(nip, ModelKind.NIP)
+    session = get_session(info, ModelKind.NIP)
+    ids = sorted(p["id"] for p in load_manifest(data)["pairs"] if p["split"] == split)
+    crops = []
+    for pid in tqdm(ids, desc=f"develop {split}", unit="img"):
+        pair = load_pair(data, pid)
+        rgb = run_nip(session, np.ascontiguousarray(pair.stack, dtype=np.float32)).rgb
+        for y in range(0, rgb.shape[0] - crop + 1, crop):
+            for x in range(0, rgb.shape[1] - crop + 1, crop):
+                c = rgb[y:y + crop, x:x + crop]
+                if float((c / 255.0).var()) >= 0.005:  # skip flat sky/walls: no trace survives there, for any class
+                    crops.append(np.ascontiguousarray(c))
+    return crops
+
+
+@torch.no_grad()
+def manipulate(rgb: np.ndarray, name: str) -> np.ndarray:
+    """Apply manipulation ``name`` to a uint8 HxWx3 image; returns uint8 (what an editor would save)."""
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    y = libjpeg_roundtrip(x, 80) if name == "jpeg" else create_manipulation(name)(x)
+    return (y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def share(rgb: np.ndarray, *, downscale: int = 2, quality: int = 50) -> bytes:
+    """The platform: 2x2 box (= bilinear at exactly 2x, as in training) downscale, then real JPEG.
+
+    JPEG 4:4:4, as the training channel and ``evaluate`` use; platforms that subsample
+    chroma (4:2:0) are a harder, unmeasured case.
+    """
+    h, w = rgb.shape[0] // downscale * downscale, rgb.shape[1] // downscale * downscale
+    small = rgb[:h, :w].reshape(h // downscale, downscale, w // downscale, downscale, 3).astype(np.float32).mean(axis=(1, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _verify_all(crops: list[np.ndarray], classes: list[str], fan: str | Path, stride: int | None) -> tuple[list, list]:
+    reports, labels = [], []
+    for label, name in enumerate(classes):
+        for c in tqdm(crops, desc=f"verify {name}", unit="img", leave=False):
+            reports.append(verify(share(manipulate(c, name)), fan=fan, stride=stride, heatmap=True))
+            labels.append(label)
+    return reports, labels
+
+
+def write_calibration(fan: str | Path, calibration: dict) -> None:
+    """Store ``calibration`` in the FAN's ONNX metadata and JSON sidecar (recomputing the file SHA-256)."""
+    info = load_model_info(fan)
+    model = onnx.load(str(info.path))
+    meta = {**info.metadata, "calibration": calibration}
+    props = encode_metadata({k: v for k, v in meta.items() if k != "sha256"})
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(info.path))
+    meta["sha256"] = file_sha256(info.path)
+    info.path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    clear_session_cache()
+
+
+def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Path, *, crop: int = 256, stride: int | None = None) -> tuple[ForensicEval, list, list]:
+    """Verify every crop x class of ``split``; returns the summary, the reports and the labels."""
+    info = find_model(fan, ModelKind.FAN)
+    classes = list(info.metadata["classes"])
+    crops = develop_split(data, split, nip, crop)
+    reports, labels = _verify_all(crops, classes, info.path, stride)
+    native = classes.index("native")
+    n = len(crops)
+    flagged = np.array([r.verdict in MANIPULATED for r in reports])
+    lab = np.array(labels)
+    tpr, tpr_ci = {}, {}
+    for k, name in enumerate(classes):
+        if k == native:
+            continue
+        hits = int(flagged[lab == k].sum())
+        tpr[name], tpr_ci[name] = hits / n, wilson_interval(hits, n)
+    fp = int(flagged[lab == native].sum())
+    conf = np.zeros((len(classes), len(classes)), dtype=int)
+    for r, y in zip(reports, labels):
+        probs = r.forensics.class_probabilities
+        conf[y, classes.index(max(probs, key=probs.get))] += 1
+    result = ForensicEval(
+        split=split, crops_per_class=n, crop=crop, tpr=tpr, tpr_ci=tpr_ci, fpr=fp / n, fpr_ci=wilson_interval(fp, n),
+        class_accuracy=float(np.trace(conf) / conf.sum()), confusion=conf.tolist(), classes=classes,
+        nip=find_model(nip, ModelKind.NIP).name, fan=info.name, calibration=info.metadata.get("calibration"),
+    )
+    return result, reports, labels
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if args.calibrate:
+        val, reports, labels = evaluate_split(args.data, "val", args.nip, args.fan, crop=args.crop, stride=args.stride)
+        results["val_uncalibrated"] = asdict(val)
+        cal = fit_calibration([r.forensics.logits for r in reports], labels, native_index=val.classes.index("native"))
+        write_calibration(args.fan, cal.to_metadata())
+        log.info("calibration %s written into %s", cal.to_metadata(), args.fan)
+    test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride)
+    results["test"] = asdict(test)
+    (out / "forensic_eval.json").write_text(json.dumps(results, indent=2, default=float))
+    t = results["test"]
+    print(f"test: {t['crops_per_class']} crops/class; FPR native {100 * t['fpr']:.1f}%; " + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items())
+          + f"; class accuracy {100 * t['class_accuracy']:.1f}%")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("forensic-eval", help="image-level detection rates of verify() after a real sharing channel",
+                              description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--nip", required=True, help="ONNX NIP (path or shipped name)")
+    p.add_argument("--fan", required=True, help="ONNX FAN (path; --calibrate rewrites its metadata)")
+    p.add_argument("--data", default="cache/dataset")
+    p.add_argument("--crop", type=int, default=256, help="side of each verified crop at full resolution, px")
+    p.add_argument("--stride", type=int, default=None, help="FAN patch stride (default: verify's)")
+    p.add_argument("--calibrate", action="store_true", help="fit calibration on the val split first and store it in the FAN")
+    p.add_argument("-o", "--out", default="docs/results", help="folder for forensic_eval.json")
+    p.set_defaults(func=_run)
+
