@@ -173,8 +173,8 @@ def test_torchrun_train_nip_end_to_end(tmp_path: Path) -> None:
     prepare(data, photos=[src], seed=0, val=0.25, test=0.25, progress=False, method="bilinear")
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")} | {"OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "rawproof_train", "train-nip",
+    # --standalone: torchrun picks its own free loopback port (no race with a port chosen here).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rawproof_train", "train-nip",
            "--data", str(data), "--out", str(out), "--steps", "2", "--threads", "1",
            "--set", "patch=32", "--set", "batch=4", "--set", "val_patches=4", "--set", "patches_per_image=4"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

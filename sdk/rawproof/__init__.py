@@ -24,6 +24,7 @@ from rawproof.errors import (
     SigningError,
     VerificationError,
 )
+from rawproof.fingerprint import DeviceMatch, Fingerprint, enroll, match
 from rawproof.provenance import (
     CaptureInfo,
     ModelRef,
@@ -46,6 +47,10 @@ __all__ = [
     "DevelopResult",
     "SensorBuffer",
     "verify",
+    "Fingerprint",
+    "DeviceMatch",
+    "enroll",
+    "match",
     "VerifyReport",
     "Verdict",
     "save_heatmap",

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from rawproof.forensics import ForensicAnalysis, Traces, analyze, describe_regio
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
+
+if TYPE_CHECKING:
+    from rawproof.fingerprint import DeviceMatch, Fingerprint
 
 __all__ = ["Verdict", "VerifyReport", "verify", "save_heatmap", "bench_verify", "register", "PREVIEW_SIDE"]
 
@@ -94,9 +97,13 @@ class VerifyReport:
             ``"none"`` or ``"explicit"``.
         image_format, source_mode, frames: From :class:`rawproof.imageio.DecodedImage`.
         width, height: Decoded size, pixels.
-        timings_ms: ``provenance``, ``decode``, ``forensics``, ``total`` (wall, ms).
+        timings_ms: ``provenance``, ``decode``, ``forensics``, ``fingerprint`` (only with a
+            fingerprint), ``total`` (wall, ms).
         preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
             copy of the image for :func:`save_heatmap`; ``None`` with ``heatmap=False``.
+        device: Sensor-fingerprint test (:func:`rawproof.fingerprint.match`: PCE, threshold,
+            decision) when ``verify(..., fingerprint=)`` was given, else ``None``. It does not
+            change the verdict.
     """
 
     verdict: Verdict
@@ -112,6 +119,7 @@ class VerifyReport:
     height: int
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
+    device: DeviceMatch | None = None
 
     @property
     def exit_code(self) -> int:
@@ -137,6 +145,7 @@ class VerifyReport:
             "scale_mode": self.scale_mode,
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
+            "device": None if self.device is None else self.device.to_dict(),
         }
 
 
@@ -238,6 +247,7 @@ def verify(
     threads: int | None = None,
     heatmap: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    fingerprint: Fingerprint | str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Check an image's C2PA provenance and its forensic traces, and give one verdict.
 
@@ -262,6 +272,10 @@ def verify(
         heatmap: Keep the per-patch grids and a preview for :func:`save_heatmap`.
             ``False`` drops them after the summary is written (smaller reports).
         max_pixels: Decompression-bomb bound (:func:`rawproof.imageio.decode_rgb`).
+        fingerprint: A camera's sensor fingerprint (:class:`rawproof.fingerprint.Fingerprint`
+            or the path of a ``.fp`` file from ``rawproof enroll``): the report's ``device``
+            says whether the image was taken by that sensor (PCE > 60). Size policy in
+            :func:`rawproof.fingerprint.match`.
 
     Returns:
         :class:`VerifyReport`.
@@ -272,12 +286,19 @@ def verify(
         ModelError, ProviderError: a FAN was found but cannot be loaded or run.
         ValueError: bad ``scale`` or ``stride``.
         TypeError, OSError: unsupported ``image`` type or an unreadable path.
+        FingerprintError: a corrupt fingerprint file, or an image larger than the fingerprint.
     """
     t0 = time.perf_counter()
     if not (scale in ("auto", "none") or (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1)):
         raise ValueError(f"scale must be 'auto', 'none' or a number in (0, 1], got {scale!r}")
     if stride is not None and int(stride) < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    fp = None
+    if fingerprint is not None:
+        # Loaded (and its checksum checked) before any analysis, so a corrupt file fails fast.
+        from rawproof.fingerprint import Fingerprint, match
+
+        fp = fingerprint if isinstance(fingerprint, Fingerprint) else Fingerprint.load(fingerprint)
     data = read_image_bytes(image)
     prov = check_provenance(data, trust_anchors=trust_anchors)
     t1 = time.perf_counter()
@@ -302,6 +323,8 @@ def verify(
         if note:
             fa = replace(fa, reason=note)
     t3 = time.perf_counter()
+    device = None if fp is None else match(decoded.rgb, fp)
+    t4 = time.perf_counter()
     verdict, summary = _decide(prov, fa)
     if not heatmap:
         fa = _strip_grid(fa)
@@ -310,8 +333,10 @@ def verify(
         image_format=decoded.format, source_mode=decoded.source_mode, frames=decoded.frames,
         width=decoded.width, height=decoded.height,
         timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
+                    **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
+        device=device,
     )
 
 
@@ -440,6 +465,10 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
                      f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
         lines.append(f"  classes: {top}")
+    if report.device is not None:
+        d = report.device
+        lines.append(f"  device: {'MATCH' if d.match else 'no match'}, PCE {d.pce:.1f} (threshold {d.threshold:g}), "
+                     f"fingerprint of {d.fingerprint_frames} images, {d.alignment} at {d.width}x{d.height}")
     return "\n".join(lines)
 
 
@@ -449,7 +478,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     except OSError as e:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
     report = verify(data, trust_anchors=args.trust, fan=args.fan, stride=args.stride, scale=args.scale,
-                    providers=args.providers, heatmap=args.json or args.heatmap is not None)
+                    providers=args.providers, heatmap=args.json or args.heatmap is not None, fingerprint=args.fingerprint)
     heat_note = None
     if args.heatmap is not None:
         if report.forensics.available:
@@ -467,7 +496,7 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``rawproof verify IMAGE [--trust] [--json] [--heatmap] [--fan] [--stride] [--scale] [--providers]``."""
+    """Add ``rawproof verify IMAGE [--trust] [--json] [--heatmap] [--fan] [--stride] [--scale] [--providers] [--fingerprint]``."""
     p = subparsers.add_parser(
         "verify", help="check an image's C2PA provenance and forensic traces",
         description="Validate the C2PA manifest and run the forensic analysis network over the image. "
@@ -483,4 +512,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")
     p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")
+    p.add_argument("--fingerprint", metavar="DEVICE_FP", help="sensor fingerprint from `rawproof enroll`: report whether the image matches it")
     p.set_defaults(func=_run_cli)
