@@ -225,3 +225,23 @@ def test_measure_robustness(toy_fan):
     assert all(r["n"] == 4 for r in rows)
     with pytest.raises(ValueError, match="not a FAN class"):
         measure_robustness([(images[0][0], "sharpen")], toy_fan)
+
+
+class TestFitDecision:
+    def test_thresholds_hold_the_false_positive_rate(self) -> None:
+        from rawproof.forensics import Calibration, aggregate, fit_decision
+
+        rng = np.random.default_rng(0)
+        native = [rng.normal(0, 1, (4, 4, 5)) + np.array([1.0, 0, 0, 0, 0]) for _ in range(200)]
+        rule = fit_decision(native, 0, Calibration(), false_positive_rate=0.1)
+        flagged = [aggregate(z, 0, Calibration(), rule).traces.value for z in native]
+        assert np.mean([f == "manipulated" for f in flagged]) <= 0.1
+        assert 0 < rule.score_threshold <= 1 and 0 < rule.area_threshold <= 1
+
+    def test_bad_arguments(self) -> None:
+        from rawproof.forensics import Calibration, fit_decision
+
+        with pytest.raises(ValueError):
+            fit_decision([], 0, Calibration())
+        with pytest.raises(ValueError):
+            fit_decision([np.zeros((1, 5))], 0, Calibration(), false_positive_rate=1.5)

@@ -55,6 +55,7 @@ __all__ = [
     "analyze",
     "unavailable",
     "fit_calibration",
+    "fit_decision",
     "render_heatmap",
     "describe_regions",
     "measure_robustness",
@@ -430,11 +431,23 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
+    """float32 H x W x 3 in [0,1] -> uint8 -> JPEG (libjpeg, 4:4:4) -> float32 [0,1]."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=0)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.float32) * np.float32(1 / 255)
+
+
 def analyze(
     rgb: np.ndarray,
     fan: ModelInfo,
     *,
     scale: float = 1.0,
+    jpeg_quality: int | None = None,
     stride: int | None = None,
     providers: Sequence[str] | str | None = None,
     threads: int | None = None,
@@ -448,6 +461,9 @@ def analyze(
         fan: The FAN (:func:`rawproof.models.find_model`).
         scale: Resize factor applied first with :func:`resize_bilinear` (0.5 = the 2x
             downscale of the trained channel); in (0, 1].
+        jpeg_quality: If given, the (resized) image is then rounded to uint8 and sent
+            through libjpeg at this quality (4:4:4), replaying the trained channel's
+            compression; ``None`` analyses it uncompressed.
         stride: Grid step, analysed pixels; ``None`` = ``patch_size // 2``.
         providers, threads: For :func:`rawproof.runtime.get_session`.
         fan_source: Recorded in the result.
@@ -479,12 +495,16 @@ def analyze(
     ah, aw = (h, w) if scale == 1 else (max(1, int(h * scale)), max(1, int(w * scale)))
     ident = {"fan_name": fan.name, "fan_sha256": fan.sha256, "fan_source": fan_source, "classes": fan.classes,
              "scale": float(scale), "analysed_size": (ah, aw), "patch_size": ps, "stride": step}
+    if jpeg_quality is not None and not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     if ah < ps or aw < ps:
         return unavailable(f"the analysed image ({aw}x{ah}) is smaller than one FAN patch ({ps}x{ps})", (h, w), **ident)
     session = get_session(fan, ModelKind.FAN, providers=providers, threads=threads)
     x = rgb.astype(np.float32) * np.float32(1 / 255)
     if scale != 1:
         x = resize_bilinear(x, ah, aw)
+    if jpeg_quality is not None:
+        x = _jpeg_roundtrip(x, int(jpeg_quality))
     chw = np.ascontiguousarray(x.transpose(2, 0, 1))
     del x
     ys, xs = patch_origins(ah, ps, step), patch_origins(aw, ps, step)
@@ -550,6 +570,44 @@ def _fit_platt(s: np.ndarray, t: np.ndarray, ridge: float = 1e-3) -> tuple[float
         if np.abs(delta).max() < 1e-10:
             break
     return float(wts[0]), float(wts[1])
+
+
+def fit_decision(logits_native: Sequence[np.ndarray], native_index: int, calibration: Calibration, *,
+                 false_positive_rate: float = 0.05) -> DecisionRule:
+    """Thresholds for a target false-positive rate on held-out *untouched* images (Neyman-Pearson).
+
+    Three quantiles at ``q = 1 - false_positive_rate / 2`` of values over the native images:
+    the per-patch P(manipulated) of all their patches (``patch_threshold``: a flagged patch
+    is one a native image shows in under ``1 - q`` of its patches), then per image the
+    calibrated score (``score_threshold``) and the flagged-patch fraction
+    (``area_threshold``). Each image rule alone flags at most ``1 - q`` of the native
+    images, so together at most ``false_positive_rate``. Store ``dataclasses.asdict(result)``
+    under the FAN metadata key ``decision``.
+
+    Args:
+        logits_native: One float array per native image, ... x C raw FAN logits.
+        native_index: Index of ``native``.
+        calibration: The calibration the thresholds apply to.
+        false_positive_rate: Target rate in (0, 1).
+
+    Raises:
+        ValueError: no images, or a rate outside (0, 1).
+    """
+    if not logits_native:
+        raise ValueError("need at least one native image")
+    if not 0 < false_positive_rate < 1:
+        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+    q = 1 - false_positive_rate / 2
+    pms = [1.0 - softmax(np.asarray(z, dtype=np.float64), calibration.temperature)[..., native_index].ravel() for z in logits_native]
+
+    def above(values: Sequence[float] | np.ndarray) -> float:
+        # The rules fire at ">=": step just above the quantile, inside (0, 1] as DecisionRule requires.
+        return float(min(1.0, max(1e-6, np.nextafter(np.quantile(values, q), np.inf))))
+
+    patch_threshold = above(np.concatenate(pms))
+    scores = [float(calibration.score(float(pm.mean()))) for pm in pms]
+    fracs = [float((pm >= patch_threshold).mean()) for pm in pms]
+    return DecisionRule(score_threshold=above(scores), patch_threshold=patch_threshold, area_threshold=above(fracs))
 
 
 def fit_calibration(logits_per_image: Sequence[np.ndarray], labels: Sequence[int], native_index: int = 0) -> Calibration:

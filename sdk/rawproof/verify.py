@@ -313,13 +313,15 @@ def verify(
         scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
     else:
         if scale == "auto":
-            factor, scale_mode = _auto_scale(prov, decoded.width, decoded.height,
-                                             float(fan_config(info).trained_channel.get("downscale", 1)))
+            trained = fan_config(info).trained_channel
+            factor, scale_mode = _auto_scale(prov, decoded.width, decoded.height, float(trained.get("downscale", 1)))
+            # A camera original never went through the channel the FAN learned behind: replay all of it.
+            replay_q = trained.get("jpeg_quality") if scale_mode == "camera-original" else None
         elif scale == "none":
-            factor, scale_mode = 1.0, "none"
+            factor, scale_mode, replay_q = 1.0, "none", None
         else:
-            factor, scale_mode = float(scale), "explicit"
-        fa = analyze(decoded.rgb, info, scale=factor, stride=stride, providers=providers, threads=threads, fan_source=source)
+            factor, scale_mode, replay_q = float(scale), "explicit", None
+        fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, stride=stride, providers=providers, threads=threads, fan_source=source)
         if note:
             fa = replace(fa, reason=note)
     t3 = time.perf_counter()

@@ -14,9 +14,11 @@ ops (``rawproof_train.manipulations``; ``jpeg`` through real libjpeg q80), appli
 crop at full resolution before the channel.
 
 Calibration: ``--calibrate`` first runs the validation split, fits temperature + Platt
-(:func:`rawproof.forensics.fit_calibration`) on those images' patch logits and writes them
-into the FAN's metadata (ONNX ``metadata_props`` and JSON, keeping its SHA-256 in step),
-then evaluates the test split with the calibrated FAN.
+(:func:`rawproof.forensics.fit_calibration`) on those images' patch logits, then the
+decision thresholds for a target false-positive rate on the untouched validation crops
+(:func:`rawproof.forensics.fit_decision`, ``--fpr``, default 5%), writes both into the
+FAN's metadata (ONNX ``metadata_props`` and JSON, keeping its SHA-256 in step), then
+evaluates the test split with the calibrated FAN.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from rawproof.forensics import fit_calibration
+from dataclasses import asdict as dataclass_asdict
+
+from rawproof.forensics import fit_calibration, fit_decision
 from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
 from rawproof.runtime import clear_session_cache, get_session
 from rawproof.tiling import run_nip
@@ -115,11 +119,11 @@ def _verify_all(crops: list[np.ndarray], classes: list[str], fan: str | Path, st
     return reports, labels
 
 
-def write_calibration(fan: str | Path, calibration: dict) -> None:
-    """Store ``calibration`` in the FAN's ONNX metadata and JSON sidecar (recomputing the file SHA-256)."""
+def write_calibration(fan: str | Path, calibration: dict, decision: dict | None = None) -> None:
+    """Store ``calibration`` (and ``decision``) in the FAN's ONNX metadata and JSON sidecar (recomputing the file SHA-256)."""
     info = load_model_info(fan)
     model = onnx.load(str(info.path))
-    meta = {**info.metadata, "calibration": calibration}
+    meta = {**info.metadata, "calibration": calibration, **({"decision": decision} if decision is not None else {})}
     props = encode_metadata({k: v for k, v in meta.items() if k != "sha256"})
     del model.metadata_props[:]
     for k, v in props.items():
@@ -166,9 +170,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.calibrate:
         val, reports, labels = evaluate_split(args.data, "val", args.nip, args.fan, crop=args.crop, stride=args.stride)
         results["val_uncalibrated"] = asdict(val)
-        cal = fit_calibration([r.forensics.logits for r in reports], labels, native_index=val.classes.index("native"))
-        write_calibration(args.fan, cal.to_metadata())
-        log.info("calibration %s written into %s", cal.to_metadata(), args.fan)
+        native = val.classes.index("native")
+        cal = fit_calibration([r.forensics.logits for r in reports], labels, native_index=native)
+        rule = fit_decision([r.forensics.logits for r, y in zip(reports, labels) if y == native], native, cal,
+                            false_positive_rate=args.fpr)
+        write_calibration(args.fan, cal.to_metadata(), dataclass_asdict(rule))
+        results["calibration"], results["decision"] = cal.to_metadata(), dataclass_asdict(rule)
+        log.info("calibration %s and decision %s written into %s", cal.to_metadata(), rule, args.fan)
     test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride)
     results["test"] = asdict(test)
     (out / "forensic_eval.json").write_text(json.dumps(results, indent=2, default=float))
@@ -186,7 +194,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="cache/dataset")
     p.add_argument("--crop", type=int, default=256, help="side of each verified crop at full resolution, px")
     p.add_argument("--stride", type=int, default=None, help="FAN patch stride (default: verify's)")
-    p.add_argument("--calibrate", action="store_true", help="fit calibration on the val split first and store it in the FAN")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit calibration and decision thresholds on the val split first and store them in the FAN")
+    p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on val native images for --calibrate")
     p.add_argument("-o", "--out", default="docs/results", help="folder for forensic_eval.json")
     p.set_defaults(func=_run)
 

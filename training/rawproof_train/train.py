@@ -83,7 +83,6 @@ class TrainConfig:
     downscale: int = 2
     quality: int = 50
     rounding: str = "sin"
-    pool_images: int = 0
     patches_per_image: int = 32
     val_patches: int = 120
     val_every: int = 100
