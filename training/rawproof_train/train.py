@@ -309,6 +309,14 @@ def train_step(run: _Run, stack: torch.Tensor, target: torch.Tensor) -> dict[str
     return out
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past ``step``: a run killed after its last checkpoint logged steps it will redo."""
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= step]
+    if len(keep) != len(lines):
+        path.write_text("".join(keep))
+
+
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) one configuration to ``cfg.steps``; return the final validation metrics.
 
@@ -352,6 +360,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     run_.fan_ddp = ddp.wrap_ddp(run_.fan, env)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or run_.step == 0
+    if not new_log and main:
+        _truncate_log(log_path, run_.step)
     fields = ["step", "time_s", "lr", "loss", "mse8", "ce", "accuracy", "val_psnr_db", "val_accuracy"]
     metrics: dict[str, float] = {}
     with open(log_path if main else os.devnull, "w" if new_log else "a", newline="") as fh:
