@@ -11,20 +11,37 @@ import torch
 from torch import nn
 
 from rawproof_train._checks import ShapeError
-from rawproof_train.nip import NIPS, DNet, INet, UNet, count_parameters, create_nip, srgb_oetf
+from rawproof_train.nip import NIPS, DNet, INet, INetPlus, UNet, count_parameters, create_nip, srgb_oetf
 
 # Parameter counts reported by Korus & Memon (CVPR 2019, Table 1).
 PAPER_PARAMETERS = {"INet": 321, "UNet": 7.76e6, "DNet": 0.49e6}
 
 
-@pytest.mark.parametrize("name", sorted(NIPS))
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
 def test_parameter_count_matches_paper(name: str) -> None:
     n = count_parameters(create_nip(name))
     assert abs(n - PAPER_PARAMETERS[name]) <= 0.01 * PAPER_PARAMETERS[name], n
 
 
 def _small(name: str) -> nn.Module:
-    return {"INet": INet(), "UNet": UNet(base_filters=2), "DNet": DNet(n_layers=4, n_features=8)}[name]
+    return {"INet": INet(), "UNet": UNet(base_filters=2), "DNet": DNet(n_layers=4, n_features=8),
+            "INetPlus": INetPlus(base_filters=2)}[name]
+
+
+def test_inetplus_starts_as_its_inet() -> None:
+    torch.manual_seed(0)
+    inet = INet()
+    with torch.no_grad():
+        for p in inet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    plus = INetPlus.from_inet(inet)
+    x = torch.rand(2, 4, 20, 36)
+    torch.testing.assert_close(plus(x), inet(x), rtol=0, atol=0)
+    assert count_parameters(plus) == count_parameters(INet()) + count_parameters(UNet(base_filters=8))
+    assert plus.receptive_field == UNet().receptive_field
+    # the residual learns: its zero head still receives gradient
+    plus(x).square().mean().backward()
+    assert plus.residual.head.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", sorted(NIPS))

@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from rawproof.errors import SigningError
+from rawproof.errors import ModelError, SigningError
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.raw import CFA, PixelFormat, RawFrame
 from rawproof.runtime import get_session
 from rawproof.tiling import run_nip
 
 if TYPE_CHECKING:
-    from rawproof.provenance import CaptureInfo, Signer
+    from rawproof.provenance import CaptureInfo, ModelRef, Signer
 
 __all__ = [
     "ImageEncoding",
@@ -247,6 +247,23 @@ def _to_frame(raw: RawFrame | SensorBuffer | str | os.PathLike[str], threads: in
     raise TypeError(f"develop() takes a RawFrame, SensorBuffer or file path, got {type(raw).__name__}")
 
 
+def _paired_fan(nip: ModelInfo) -> ModelRef | None:
+    """The FAN trained with this NIP (NIP metadata ``paired_fan``, a FAN name), if installed, for the capture assertion.
+
+    verify() then analyses the image with that FAN (matched by SHA-256) rather than the default one.
+    """
+    from rawproof.provenance import ModelRef
+
+    name = nip.metadata.get("paired_fan")
+    if not name:
+        return None
+    try:
+        fan = find_model(str(name), ModelKind.FAN)
+    except ModelError:
+        return None
+    return ModelRef(fan.name, fan.sha256)
+
+
 def _split_camera(camera: str) -> tuple[str, str]:
     """``"Canon EOS 550D"`` -> (``"Canon"``, ``"EOS 550D"``): RawFrame keeps make and model in one string."""
     make, _, model = camera.strip().partition(" ")
@@ -327,6 +344,7 @@ def develop(
             signed_capture = provenance.CaptureInfo(
                 camera_make=make, camera_model=cam_model, device_id=frame.device_id, raw_sha256=raw_sha,
                 nip=nip_ref, capture_time=datetime.now(timezone.utc).isoformat(timespec="seconds"), develop=settings,
+                fan=_paired_fan(info),
             )
         else:
             signed_capture = dataclasses.replace(capture, raw_sha256=raw_sha, nip=nip_ref, develop={**capture.develop, **settings})
