@@ -9,7 +9,8 @@
 
 Patches and grid: square patches of ``patch_size`` pixels (FAN metadata ``patch_size``,
 default 128) of the *analysed* image (the input after :func:`resize_bilinear` by
-``scale``), with origins every ``stride`` pixels (default ``patch_size // 2``) plus a last
+``scale``), with origins every ``stride`` pixels (default ``patch_size``: no overlap, 4x fewer
+FAN runs than half-patch steps on 2 CPU cores; pass a smaller stride for a finer map) plus a last
 origin flush with the right/bottom edge, so the grid covers every pixel. An image smaller
 than one patch is not padded (padding would create traces of its own): the analysis is
 reported unavailable.
@@ -464,7 +465,7 @@ def analyze(
         jpeg_quality: If given, the (resized) image is then rounded to uint8 and sent
             through libjpeg at this quality (4:4:4), replaying the trained channel's
             compression; ``None`` analyses it uncompressed.
-        stride: Grid step, analysed pixels; ``None`` = ``patch_size // 2``.
+        stride: Grid step, analysed pixels; ``None`` = ``patch_size`` (no overlap).
         providers, threads: For :func:`rawproof.runtime.get_session`.
         fan_source: Recorded in the result.
         batch_size: Patches per onnxruntime run.
@@ -488,7 +489,7 @@ def analyze(
     t0 = time.perf_counter()
     cfg = fan_config(fan)
     ps = cfg.patch_size
-    step = ps // 2 if stride is None else int(stride)
+    step = ps if stride is None else int(stride)
     if step < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     h, w = rgb.shape[:2]
