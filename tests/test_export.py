@@ -168,7 +168,7 @@ class TestExportModel:
 
 
 # Small configurations of each real architecture: the same code paths (pads, pools, skips), fast.
-SMALL = {"INet": {}, "UNet": {"base_filters": 4}, "DNet": {"n_layers": 4, "n_features": 8}}
+SMALL = {"INet": {}, "UNet": {"base_filters": 4}, "DNet": {"n_layers": 4, "n_features": 8}, "INetPlus": {"base_filters": 2}}
 
 
 def test_small_configs_cover_every_nip() -> None:

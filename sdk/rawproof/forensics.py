@@ -393,10 +393,10 @@ class ForensicAnalysis:
     def class_fractions(self) -> dict[str, float]:
         """Fraction of patches whose most probable class is each non-native class, among
         patches counted as manipulated; classes with none are left out, largest first."""
-        if not self.available or self.decision is None:
+        n = self.argmax.size
+        if not self.available or self.decision is None or n == 0:  # n == 0: grid dropped (verify(heatmap=False))
             return {}
         flagged = self.p_manipulated >= self.decision.patch_threshold
-        n = self.argmax.size
         out = {}
         for k, name in enumerate(self.classes):
             if name == "native":

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from dataclasses import asdict as dataclass_asdict
 
-from rawproof.forensics import fit_calibration, fit_decision
+from rawproof.forensics import fit_calibration, fit_decision, measure_robustness
 from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
 from rawproof.runtime import clear_session_cache, get_session
 from rawproof.tiling import run_nip
@@ -166,7 +166,9 @@ def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Pat
 def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    # Keep what earlier runs measured (e.g. the calibration fit) unless this run measures it again.
+    path = out / "forensic_eval.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
     if args.calibrate:
         val, reports, labels = evaluate_split(args.data, "val", args.nip, args.fan, crop=args.crop, stride=args.stride)
         results["val_uncalibrated"] = asdict(val)
@@ -179,7 +181,14 @@ def _run(args: argparse.Namespace) -> int:
         log.info("calibration %s and decision %s written into %s", cal.to_metadata(), rule, args.fan)
     test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride)
     results["test"] = asdict(test)
-    (out / "forensic_eval.json").write_text(json.dumps(results, indent=2, default=float))
+    if args.robustness:
+        # Other scales and codecs than the trained channel: the test crops, manipulated, then
+        # resized and/or JPEG-compressed, analysed as-is (what verify() does without provenance).
+        crops = develop_split(args.data, "test", args.nip, args.crop)[: args.robustness]
+        images = [(manipulate(c, name), name) for name in test.classes for c in crops]
+        results["robustness"] = measure_robustness(images, args.fan, scales=(1.0, 0.5, 0.25), jpeg_qualities=(None, 90, 50),
+                                                   stride=args.stride)
+    path.write_text(json.dumps(results, indent=2, default=float))
     t = results["test"]
     print(f"test: {t['crops_per_class']} crops/class; FPR native {100 * t['fpr']:.1f}%; " + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items())
           + f"; class accuracy {100 * t['class_accuracy']:.1f}%")
@@ -197,6 +206,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="fit calibration and decision thresholds on the val split first and store them in the FAN")
     p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on val native images for --calibrate")
+    p.add_argument("--robustness", type=int, default=0, metavar="N",
+                   help="also measure N test crops per class at scales 1, 1/2, 1/4 x JPEG none/q90/q50 (verify's as-is path)")
     p.add_argument("-o", "--out", default="docs/results", help="folder for forensic_eval.json")
     p.set_defaults(func=_run)
 
