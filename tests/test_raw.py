@@ -199,8 +199,6 @@ def test_manifest_raws_open_with_documented_values(data_manifest: dict, shared_d
 
 
 def test_extra_camera_files_open(shared_data: Path) -> None:
-    import rawpy
-
     files = sorted((shared_data / "extra" / "raw").rglob("*.*"))
     if not files:
         pytest.skip("extra/raw not present")

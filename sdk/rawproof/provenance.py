@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from rawproof._version import __version__
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
+from rawproof.imageio import read_image_bytes
 
 __all__ = [
     "SigningAlg",
@@ -551,19 +552,6 @@ def _dn(name: Mapping[str, str] | None) -> str | None:
     return ", ".join(f"{k}={v}" for k, v in name.items())
 
 
-def _read_image(image: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]) -> bytes:
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    if isinstance(image, (str, os.PathLike)):
-        return Path(image).read_bytes()
-    if hasattr(image, "read"):
-        data = image.read()
-        if not isinstance(data, bytes):
-            raise TypeError(f"the file object must be opened in binary mode, read() gave {type(data).__name__}")
-        return data
-    raise TypeError(f"image must be bytes, a path or a binary file object, got {type(image).__name__}")
-
-
 def check_provenance(
     image: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
     *,
@@ -590,7 +578,7 @@ def check_provenance(
             does not know.
         OSError: ``image`` is a path that cannot be read.
     """
-    data = _read_image(image)
+    data = read_image_bytes(image)
     mime = _sniff_mime(data)
     settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
     if trust_anchors is not None:
