@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
+from _threads import run_concurrently
 from rawproof import _native
 
 CFAS = ["RGGB", "BGGR", "GRBG", "GBRG"]
@@ -132,16 +132,7 @@ def test_two_python_threads_match_sequential() -> None:
     rng = np.random.default_rng(8)
     ms = [rng.integers(0, 65536, (800, 1200), dtype=np.uint16) for _ in range(2)]
     want = [_native.mosaic_to_rggb(m, "RGGB", BLACK, 65535.0, WB) for m in ms]
-    got: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        got[i] = _native.mosaic_to_rggb(ms[i], "RGGB", BLACK, 65535.0, WB)
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    got = run_concurrently(lambda i: _native.mosaic_to_rggb(ms[i], "RGGB", BLACK, 65535.0, WB))
     for i in range(2):
         np.testing.assert_array_equal(got[i], want[i])
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 from scipy.fft import dctn, idctn
 
+from _threads import run_concurrently
 from rawproof import _native
 
 
@@ -75,16 +75,7 @@ def test_two_python_threads_match_sequential() -> None:
     rng = np.random.default_rng(3)
     imgs = [rng.random((1024, 768), dtype=np.float32) for _ in range(2)]
     want = [_native.dct8x8(i) for i in imgs]
-    got: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        got[i] = _native.dct8x8(imgs[i])
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    got = run_concurrently(lambda i: _native.dct8x8(imgs[i]))
     for i in range(2):
         np.testing.assert_array_equal(got[i], want[i])
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
+from _threads import run_concurrently
 from rawproof import _native
 
 BITS = {"raw10": 10, "raw12": 12, "raw14": 14, "u16le": 16, "u8": 8}
@@ -114,16 +114,7 @@ def test_two_python_threads_match_sequential() -> None:
     rng = np.random.default_rng(3)
     imgs = [random_image(rng, 600, 800, fmt) for fmt in ("raw10", "raw14")]
     bufs = [pack(i, f).reshape(-1) for i, f in zip(imgs, ("raw10", "raw14"))]
-    results: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        results[i] = _native.unpack(bufs[i], 800, 600, ("raw10", "raw14")[i], threads=2)
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    results = run_concurrently(lambda i: _native.unpack(bufs[i], 800, 600, ("raw10", "raw14")[i], threads=2))
     for i in range(2):
         np.testing.assert_array_equal(results[i], imgs[i])
 

@@ -36,8 +36,6 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dataclasses import asdict as dataclass_asdict
-
 from rawproof.forensics import fit_calibration, fit_decision, measure_robustness
 from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
 from rawproof.runtime import clear_session_cache, get_session
@@ -176,8 +174,8 @@ def _run(args: argparse.Namespace) -> int:
         cal = fit_calibration([r.forensics.logits for r in reports], labels, native_index=native)
         rule = fit_decision([r.forensics.logits for r, y in zip(reports, labels) if y == native], native, cal,
                             false_positive_rate=args.fpr)
-        write_calibration(args.fan, cal.to_metadata(), dataclass_asdict(rule))
-        results["calibration"], results["decision"] = cal.to_metadata(), dataclass_asdict(rule)
+        results["calibration"], results["decision"] = cal.to_metadata(), asdict(rule)
+        write_calibration(args.fan, results["calibration"], results["decision"])
         log.info("calibration %s and decision %s written into %s", cal.to_metadata(), rule, args.fan)
     test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride)
     results["test"] = asdict(test)
