@@ -109,6 +109,12 @@ def verify_seeds(pki) -> dict[str, bytes]:
         "huge_decl.jpg": _jpeg_with_size(65535, 65535),
         "zero_decl.png": _png_with_size(0, 0),
     }
+    # Regression inputs of earlier findings: a CBOR text string in the capture assertion whose
+    # header declares 0x70000000 bytes (c2pa grew by ~2 GB), and a 48 x 4648 JPEG whose
+    # heatmap preview rounds its short side up by 0.43 px.
+    key = signed_jpeg.index(b"dmake")
+    seeds["regress_cbor_length.jpg"] = signed_jpeg[:key] + b"\x7a\x70\x00\x00\x00" + signed_jpeg[key + 5:]
+    seeds["regress_thin.jpg"] = _encode(Image.new("RGB", (48, 4648), (120, 130, 140)), "JPEG")
     for name in ("signed.png", "signed.jpg"):
         base = seeds[name]
         stem, ext = name.split(".")

@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Run each atheris fuzz target for N seconds and report execs/s, coverage and findings.
 #
-#   fuzz/run.sh [--seconds N] [--targets "native verify"] [--jobs-dir DIR]
+#   fuzz/run.sh [--seconds N] [--targets "native verify"] [--seed S]
 #
 # Seeds and fixtures come from fuzz/make_corpus.py (cache/fuzz/); the growing corpus
 # is kept in cache/fuzz/corpus/<target> between runs, logs in cache/fuzz/logs/, and
 # any crash/timeout/oom input in cache/fuzz/artifacts/<target>/. A finding is an
 # exception outside the documented contract, an oracle mismatch, an input slower than
 # 10 s or a process above 2 GB RSS. Exit status: 0 when every target ran with no
-# finding, 1 otherwise. Needs `pip install atheris`.
+# finding, 1 otherwise. --seed fixes libFuzzer's random seed (CI uses one, so a CI run can be
+# replayed); without it each run explores differently. Needs `pip install atheris`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
 targets="native verify"
+seed_flag=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --targets) targets=$2; shift 2 ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        --seed) seed_flag=(-seed="$2"); shift 2 ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -32,7 +35,7 @@ for t in $targets; do
     set +e
     # -W ignore: numpy's RuntimeWarnings on NaN casts in the harness are expected noise.
     python3 -W ignore "fuzz/fuzz_$t.py" "$corpus" "$base/seeds/$t" -max_total_time="$seconds" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts" > "$log" 2>&1
+        -rss_limit_mb=2048 "${seed_flag[@]}" -print_final_stats=1 -artifact_prefix="$artifacts" > "$log" 2>&1
     rc=$?
     set -e
     last=$(grep -E '(DONE|pulse|NEW|REDUCE|INITED) +cov:' "$log" | tail -1 || true)

@@ -216,6 +216,19 @@ def test_render_heatmap(toy_fan):
     assert (over[:, :20, 2].astype(int) - over[:, :20, 0]).mean() > 50
 
 
+def test_render_heatmap_on_thin_preview(toy_fan):
+    """A 48 x 4648 image's verify preview is 11 x 1024 (the short side rounded up by 0.43 px)."""
+    from rawproof.verify import _preview
+
+    rgb = noise_image(4648, 48, seed=15)
+    fa = analyze(rgb, toy_fan)
+    preview = _preview(rgb)
+    assert preview.shape[:2] == (1024, 11)
+    assert np.asarray(render_heatmap(fa, preview)).shape == (1024, 11, 3)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        render_heatmap(fa, preview[:, :6].copy())
+
+
 def test_measure_robustness(toy_fan):
     images = [(noise_image(96, 96, seed=s), "native") for s in (20, 21)]
     images += [(blur(noise_image(96, 96, seed=s)), "gaussian") for s in (22, 23)]

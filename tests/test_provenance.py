@@ -19,6 +19,7 @@ from PIL import Image
 
 import rawproof
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
+from rawproof.jumbf import JumbfError
 from rawproof.keygen import KeyAlg, generate_test_pki
 from rawproof.provenance import (
     CAPTURE_ASSERTION_LABEL,
@@ -312,8 +313,15 @@ class TestErrors:
             check_provenance(b"")
 
     def test_truncated_image(self, signed_jpeg):
-        with pytest.raises(ImageFormatError) as info:
+        # Cut inside the manifest store: the JUMBF pre-flight reports it before c2pa parses it.
+        with pytest.raises(ImageFormatError, match="declares .* bytes, only .* remain") as info:
             check_provenance(signed_jpeg[:1000])
+        assert isinstance(info.value.__cause__, JumbfError)
+
+    def test_unparseable_by_c2pa(self, signed_jpeg):
+        # A JPEG c2pa rejects outright (SOI then garbage) while its boxes, none, pass the pre-flight.
+        with pytest.raises(ImageFormatError) as info:
+            check_provenance(b"\xff\xd8\xff" + bytes(64))
         assert isinstance(info.value.__cause__, c2pa.C2paError)
 
     def test_bad_trust_anchors(self, signed_jpeg):

@@ -698,7 +698,9 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
             raise ValueError(f"image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         fh, fw = fa.image_size
-        if abs(h / w - fh / fw) > 0.02 * fh / fw + 2 / w:
+        # A downsized copy rounds each side to whole pixels, so a thin image's short side
+        # can be off by up to half a pixel: judge the aspect on the side it was derived for.
+        if abs(w - fw * h / fh) > 1 + 0.02 * w and abs(h - fh * w / fw) > 1 + 0.02 * h:
             raise ValueError(f"image {w}x{h} does not have the aspect ratio of the analysed input {fw}x{fh}")
         f = min(1.0, max_side / max(h, w))
         oh, ow = max(1, round(h * f)), max(1, round(w * f))

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from rawproof._version import __version__
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
 from rawproof.imageio import read_image_bytes
+from rawproof.jumbf import JumbfError, check_manifest_boxes
 
 __all__ = [
     "SigningAlg",
@@ -589,12 +590,13 @@ def check_provenance(
             raise VerificationError(f"cannot load the trust anchors: {e}") from e
         settings["trust"] = {"trust_anchors": anchors.decode("ascii")}
     try:
+        check_manifest_boxes(data, mime)
         with c2pa.Context.from_dict(settings) as ctx, c2pa.Reader(mime, io.BytesIO(data), context=ctx) as reader:
             store = json.loads(reader.json())
             cr = json.loads(reader.crjson())
     except c2pa.C2paError.ManifestNotFound:
         return ProvenanceReport(state=ProvenanceState.NO_MANIFEST)
-    except c2pa.C2paError as e:
+    except (c2pa.C2paError, JumbfError) as e:
         if not _image_decodes(data):
             raise ImageFormatError(f"cannot parse the {mime} image: {e}") from e
         return ProvenanceReport(state=ProvenanceState.INVALID, error=str(e))
