@@ -20,6 +20,13 @@ Rounding modes (``rounding=``), after Korus & Memon (CVPR 2019) and Shin & Song 
   (Korus & Memon's reference code names a different mode ``soft``: ``round`` forward with the
   gradient of ``sin``.)
 
+Training uses ``"hard"`` (``configs/*.yaml``). ``"sin"`` in the forward pass is a smooth,
+monotone, hence invertible map: it destroys no information, so a NIP trained jointly through it
+learns traces that real quantisation erases. Measured here (INetPlus, lambda 0.01, 1200 steps):
+74% training accuracy through sin-dJPEG, 43% on held-out patches through hard dJPEG and 42.8%
+through Pillow's libjpeg; the same run with ``"hard"`` (lambda 0.03) held 55% on validation and
+57.2% through libjpeg (``docs/training.md``).
+
 Chroma upsampling for 4:2:0 is libjpeg's default "fancy" upsampling (``h2v2_fancy_upsample``):
 a separable triangle filter, each output sample ``3/4`` of the nearer and ``1/4`` of the farther
 chroma sample, with edge replication. It is linear, so it stays differentiable, and matching

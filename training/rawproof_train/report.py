@@ -140,13 +140,19 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_run(p) for p in run_dirs]
     lines = ["# Training results", "", "Generated from the run logs by:", "", "```bash", command or "python -m rawproof_train report ...", "```", ""]
-    lines += ["## Runs", "", "| run | regime | NIP | λ | steps | batch | patch | lr | final val PSNR [dB] | final val acc |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["## Runs", "",
+              "`lr`: FAN (or NIP-only) learning rate; `NIP lr`: the NIP's in joint runs. `rounding`: dJPEG rounding in "
+              "the training channel (`sin` is invertible, see rawproof_train.jpeg); validation always rounds hard.", "",
+              "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | rounding | final val PSNR [dB] | final val acc |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c, last = r["config"], (r["log"][-1] if r["log"] else {})
         lam = f"{c.get('lam'):g}" if c.get("regime") == "joint" else "—"
         acc = f"{100 * last['val_accuracy']:.1f}%" if "val_accuracy" in last else "—"
         psnr = f"{last['val_psnr_db']:.2f}" if "val_psnr_db" in last else "—"
-        lines.append(f"| {r['name']} | {c.get('regime')} | {c.get('nip')} | {lam} | {int(last.get('step', 0))} | {c.get('batch')} | {c.get('patch')} | {c.get('lr')} | {psnr} | {acc} |")
+        nip_lr = c.get("nip_lr") or c.get("lr") if c.get("regime") == "joint" else "—"
+        lines.append(f"| {r['name']} | {c.get('regime')} | {c.get('nip')} | {lam} | {int(last.get('step', 0))} | {c.get('batch')} | "
+                     f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {c.get('rounding', 'sin')} | {psnr} | {acc} |")
     evals = [r for r in runs if r["eval"]]
     if evals:
         chans = [c["channel"] for c in evals[0]["eval"]["channels"]]

@@ -82,7 +82,7 @@ class TrainConfig:
     lam: float = 0.01
     downscale: int = 2
     quality: int = 50
-    rounding: str = "sin"
+    rounding: str = "hard"
     patches_per_image: int = 32
     val_patches: int = 120
     val_every: int = 100
