@@ -87,6 +87,25 @@ def test_nip_then_joint_then_resume(tiny_dataset: Path, tmp_path: Path) -> None:
     assert steps[-1] == 4 and steps == sorted(steps) and len(steps) == len(set(steps))
 
 
+def test_inetplus_starts_from_an_inet_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    from rawproof_train.nip import INet, INetPlus
+
+    run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
+    inet_ckpt = torch.load(tmp_path / "nip" / "nip.pt", weights_only=False)
+    # zero steps as INetPlus: the saved model is the INet plus a residual that is still zero
+    run(_cfg(tiny_dataset, tmp_path / "plus", regime="nip", nip="inetplus", nip_checkpoint=str(tmp_path / "nip" / "nip.pt"), steps=0))
+    plus_ckpt = torch.load(tmp_path / "plus" / "nip.pt", weights_only=False)
+    assert plus_ckpt["arch"] == "inetplus"
+    inet, plus = INet(), INetPlus()
+    inet.load_state_dict(inet_ckpt["state_dict"])
+    plus.load_state_dict(plus_ckpt["state_dict"])
+    x = torch.rand(1, 4, 16, 16)
+    torch.testing.assert_close(plus(x), inet(x))
+    # a checkpoint of another architecture is refused, not half-loaded
+    with pytest.raises(RuntimeError):
+        run(_cfg(tiny_dataset, tmp_path / "bad", regime="nip", nip="unet", nip_checkpoint=str(tmp_path / "nip" / "nip.pt"), steps=1))
+
+
 def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
     nip_ckpt = tmp_path / "nip" / "nip.pt"

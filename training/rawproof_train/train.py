@@ -47,7 +47,7 @@ from rawproof_train.channel import Channel
 from rawproof_train.data import Pair, load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
 from rawproof_train.manipulations import MANIPULATIONS, create_manipulation
-from rawproof_train.nip import create_nip
+from rawproof_train.nip import INetPlus, create_nip
 
 __all__ = ["TrainConfig", "load_config", "run", "register", "PatchSampler", "git_commit"]
 
@@ -209,6 +209,11 @@ def _load_weights(module: nn.Module, path: str, kind: str) -> None:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         raise ValueError(f"{path} is not a {kind} checkpoint")
+    if isinstance(module, INetPlus) and str(ckpt.get("arch", "")).lower() == "inet":
+        # INetPlus starts from a trained INet with a zero residual (INetPlus.from_inet), so
+        # its fidelity-only starting point is exactly that INet.
+        module.inet.load_state_dict(ckpt["state_dict"])
+        return
     module.load_state_dict(ckpt["state_dict"])
 
 
@@ -401,7 +406,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         return metrics
     if not metrics:
         metrics = validate(run_, val)
-    channel_desc = f"{cfg.downscale}x bilinear down + dJPEG q{cfg.quality} (hard rounding), val patches"
+    channel_desc = f"{cfg.downscale}x bilinear down + dJPEG q{cfg.quality} ({cfg.rounding} rounding), val patches"
     trained_on = train.trained_on
     if cfg.regime in ("nip", "joint"):
         torch.save(_export_ckpt(run_.nip, "nip", cfg.nip, cfg, {"psnr_db": metrics["val_psnr_db"], "regime": cfg.regime}, trained_on), out / "nip.pt")
@@ -426,9 +431,13 @@ def _add_common(p: argparse.ArgumentParser, regime: str) -> None:
     g.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config key, e.g. --set batch=10")
     m = p.add_argument_group("models")
-    m.add_argument("--nip", help="NIP architecture: inet, unet or dnet")
-    if regime != "nip":
-        m.add_argument("--nip-checkpoint", dest="nip_checkpoint", help="pretrained NIP (nip.pt from train-nip)")
+    m.add_argument("--nip", help="NIP architecture: inet, inetplus, unet or dnet")
+    m.add_argument(
+        "--nip-checkpoint",
+        dest="nip_checkpoint",
+        help="pretrained NIP (nip.pt from train-nip; an INet checkpoint also starts --nip inetplus)"
+        + ("; train-nip fine-tunes it" if regime == "nip" else ""),
+    )
     if regime == "joint":
         m.add_argument("--lambda", dest="lam", type=float, help="weight of the NIP fidelity term (MSE in 8-bit units)")
         m.add_argument("--fan-checkpoint", dest="fan_checkpoint", help="start the FAN from this checkpoint (e.g. the baseline)")
