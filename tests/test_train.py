@@ -121,9 +121,13 @@ def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     assert res.channels[0].accuracy == pytest.approx(np.trace(conf) / conf.sum())
     assert json.loads((tmp_path / "fan" / "eval.json").read_text())["channels"][0]["channel"] == "jpeg50"
 
+    evaluate_run(tmp_path / "nip", data=tiny_dataset, patch=32)  # NIP-only: PSNR/SSIM, no channel
     doc = write_report([tmp_path / "nip", tmp_path / "fan"], tmp_path / "report", data=tiny_dataset, command="cmd")
     text = doc.read_text()
-    assert "| fan | fan |" in text and "jpeg50" in text
+    assert "| fan | fan |" in text
+    # the channel columns come from the FAN run even when a NIP-only run is listed first
+    assert "| run | PSNR [dB] | SSIM | patches/class | jpeg50 | webp50 |" in text
+    assert [ln for ln in text.splitlines() if ln.startswith("| nip |") and ln.endswith("| — | — |")]
     assert (tmp_path / "report" / "curves.png").exists()
 
 

@@ -155,7 +155,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
                      f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {c.get('rounding', 'sin')} | {psnr} | {acc} |")
     evals = [r for r in runs if r["eval"]]
     if evals:
-        chans = [c["channel"] for c in evals[0]["eval"]["channels"]]
+        # NIP-only runs evaluate no channel: the columns come from the first run with a FAN
+        chans = next(([c["channel"] for c in r["eval"]["channels"]] for r in evals if r["eval"]["channels"]), [])
         lines += ["", "## Held-out evaluation (test split, real codecs)", "",
                   "NIP PSNR/SSIM: whole test images against the reference pipeline. FAN accuracy: "
                   "random 128 px test patches x every class, 2x bilinear downscale, then the real codec; "
