@@ -52,13 +52,14 @@ def _fmt_ci(acc: float, ci: list[float]) -> str:
 
 def _plot_curves(runs: list[dict], out: Path) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for r in runs:
+    for i, r in enumerate(runs):
+        style = {"label": r["name"], "color": f"C{i % 10}"}  # one colour per run in both panels
         v = [row for row in r["log"] if "val_psnr_db" in row]
         if v:
-            axes[0].plot([x["step"] for x in v], [x["val_psnr_db"] for x in v], label=r["name"])
+            axes[0].plot([x["step"] for x in v], [x["val_psnr_db"] for x in v], **style)
         a = [row for row in r["log"] if "val_accuracy" in row]
         if a:
-            axes[1].plot([x["step"] for x in a], [x["val_accuracy"] for x in a], label=r["name"])
+            axes[1].plot([x["step"] for x in a], [x["val_accuracy"] for x in a], **style)
     axes[0].set(xlabel="step", ylabel="val PSNR [dB]", title="NIP fidelity (validation)")
     axes[1].set(xlabel="step", ylabel="val accuracy", title="FAN accuracy (dJPEG channel, validation)")
     for ax in axes:
