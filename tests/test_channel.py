@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rawproof_train._checks import ShapeError
-from rawproof_train.channel import Channel, channel, downscale, libjpeg_roundtrip
+from rawproof_train.channel import Channel, RandomChannel, channel, downscale, libjpeg_roundtrip
 from rawproof_train.fan import FAN
 from rawproof_train.jpeg import djpeg
 from rawproof_train.manipulations import MANIPULATIONS, create_manipulation
@@ -25,6 +25,37 @@ def test_downscale_is_box_average_at_2x() -> None:
     x = torch.rand(2, 3, 16, 12, dtype=torch.float64)
     torch.testing.assert_close(downscale(x, 2), F.avg_pool2d(x, 2))
     assert downscale(x, 1) is x
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_bilinear_downscale_matches_pillow(factor: int) -> None:
+    from PIL import Image
+
+    img = np.random.default_rng(factor).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    ref = np.asarray(Image.fromarray(img).resize((64 // factor, 48 // factor), Image.Resampling.BILINEAR), dtype=np.float64)
+    ours = downscale(torch.from_numpy(img).permute(2, 0, 1)[None].double(), factor, "bilinear")[0].permute(1, 2, 0).numpy()
+    # Pillow works in 8-bit fixed point; the antialiased filter is the same.
+    assert np.abs(ours - ref).max() <= 1.0
+    assert np.abs(ours - img.reshape(48 // factor, factor, 64 // factor, factor, 3).mean(axis=(1, 3))).max() > 5.0
+
+
+def test_random_channel_draws_every_combination_and_is_seeded() -> None:
+    x = _smooth(1, 32, 32)
+    rc = RandomChannel(qualities=[30, 90], subsamplings=["444", "420"], resizes=["box", "bilinear"], rounding="hard")
+    fixed = [Channel(2, q, "hard", "torch", s, r)(x) for q in (30, 90) for s in ("444", "420") for r in ("box", "bilinear")]
+    assert all(not torch.equal(a, b) for i, a in enumerate(fixed) for b in fixed[i + 1:])
+
+    def draws() -> list[int]:
+        torch.manual_seed(0)
+        return [next(i for i, f in enumerate(fixed) if torch.equal(y, f)) for y in (rc(x) for _ in range(80))]
+
+    drawn = draws()
+    assert set(drawn) == set(range(8)) and draws() == drawn
+    assert (rc.nominal.quality, rc.nominal.subsampling.value, rc.nominal.resize.value) == (30, "444", "box")
+    with pytest.raises(ValueError):
+        RandomChannel(qualities=[])
+    with pytest.raises(ValueError):
+        RandomChannel(resizes=["lanczos"])
 
 
 @pytest.mark.parametrize("backend", ["torch", "libjpeg"])

@@ -45,6 +45,20 @@ def test_share_is_box_downscale_plus_libjpeg() -> None:
     assert np.abs(out.astype(float) - box).mean() < 3.0  # only JPEG q95 error left
 
 
+def test_share_web_platform_is_pillow_bilinear_and_420() -> None:
+    yy, xx = np.mgrid[0:64, 0:48]
+    rgb = (127 + 100 * np.sin(np.stack([xx / 3, yy / 4, (xx + yy) / 5], axis=-1))).astype(np.uint8)
+    data = share(rgb, quality=95, subsampling="420", resize="bilinear")
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.layer[1][1:3] == (1, 1) and im.layer[0][1:3] == (2, 2)  # chroma at half resolution
+        out = np.asarray(im.convert("RGB"), dtype=float)
+    pil = np.asarray(Image.fromarray(rgb).resize((24, 32), Image.Resampling.BILINEAR), dtype=float)
+    box = rgb.reshape(32, 2, 24, 2, 3).mean(axis=(1, 3))
+    assert np.abs(out - pil).mean() < np.abs(out - box).mean()
+    with pytest.raises(ValueError):
+        share(rgb, resize="nearest")
+
+
 def test_manipulate_native_is_identity_and_others_change() -> None:
     rgb = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert np.array_equal(manipulate(rgb, "native"), rgb)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -48,6 +49,30 @@ def test_config_overrides_and_validation(tmp_path: Path) -> None:
         load_config(None, patch=72)
     with pytest.raises(ValueError, match="regime"):
         load_config(None, regime="bogus")
+
+
+def test_channel_lists_randomise_and_resume_records_the_change(tiny_dataset: Path, tmp_path: Path) -> None:
+    from rawproof_train.train import describe_channel, make_channel
+
+    cfg = load_config(None, ["quality=[50, 30]", "subsampling=[444, 420]", "resize=bilinear"])
+    ch = make_channel(cfg)
+    assert len(ch.choices) == 4 and ch.nominal.quality == 50 and ch.nominal.subsampling.value == "444"
+    assert ch.nominal.resize.value == "bilinear"
+    assert describe_channel(cfg) == "2x bilinear down + dJPEG {q50, q30} {444, 420} (hard rounding), drawn per step"
+    assert describe_channel(load_config(None)) == "2x box down + dJPEG q50 444 (hard rounding)"
+    with pytest.raises(ValueError):
+        load_config(None, ["quality=[]"])
+    # a fixed-channel run continued through a randomised channel: config.yaml says so
+    run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
+    nip = str(tmp_path / "nip" / "nip.pt")
+    run(_cfg(tiny_dataset, tmp_path / "j", regime="joint", nip_checkpoint=nip, steps=2))
+    run(_cfg(tiny_dataset, tmp_path / "j", regime="joint", nip_checkpoint=nip, steps=4, quality=[50, 30], resize=["box", "bilinear"]))
+    meta = yaml.safe_load((tmp_path / "j" / "config.yaml").read_text())
+    assert meta["quality"] == 50
+    assert meta["changed_on_resume"] == [{"step": 2, "git_commit": meta["changed_on_resume"][0]["git_commit"],
+                                          "quality": [50, 30], "resize": ["box", "bilinear"]}]
+    fan = torch.load(tmp_path / "j" / "fan.pt", weights_only=False)
+    assert "drawn per step" in fan["metrics"]["channel"]
 
 
 def test_forensic_batch_labels_and_shapes() -> None:

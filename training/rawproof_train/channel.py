@@ -17,6 +17,13 @@ Two JPEG back ends with the same interface:
 
 Chroma subsampling defaults to 4:4:4, as the paper's dJPEG has no chroma subsampling; pass
 ``subsampling="420"`` to model the Pillow default used by most web services.
+
+Two resize filters: ``"box"`` (the paper's channel, above) and ``"bilinear"``, Pillow's
+``Image.BILINEAR``, which antialiases (a triangle filter stretched by the factor: taps
+[1, 3, 3, 1] / 8 at 2x); ``F.interpolate(..., antialias=True)`` is built to match it. Real
+platforms use the latter; a FAN trained only behind the box filter mistakes it for a
+manipulation. :class:`RandomChannel` draws quality, subsampling and filter anew for every
+batch so the NIP and FAN learn traces that survive all of them.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from torch import nn
 from rawproof_train._checks import check_choice, check_shape
 from rawproof_train.jpeg import Rounding, Subsampling, djpeg, quality_qtable
 
-__all__ = ["Backend", "downscale", "libjpeg_roundtrip", "channel", "Channel"]
+__all__ = ["Backend", "Resize", "downscale", "libjpeg_roundtrip", "channel", "Channel", "RandomChannel"]
 
 
 class Backend(str, Enum):
@@ -45,21 +52,32 @@ class Backend(str, Enum):
     """Pillow / libjpeg-turbo encode + decode (evaluation, not differentiable)."""
 
 
+class Resize(str, Enum):
+    """The downscale filter of the channel."""
+
+    BOX = "box"
+    """Bilinear without antialiasing: a 2x2 box average at factor 2 (the paper's channel)."""
+    BILINEAR = "bilinear"
+    """Antialiased bilinear, as Pillow's ``Image.BILINEAR`` (what platforms and the demo use)."""
+
+
 _PILLOW_SUBSAMPLING = {Subsampling.S444: 0, Subsampling.S420: 2}
 
 
-def downscale(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """Bilinear downscale by an integer ``factor`` (no antialiasing; 2x2 box average for factor 2).
+def downscale(x: torch.Tensor, factor: int = 2, resize: Resize | str = Resize.BOX) -> torch.Tensor:
+    """Downscale by an integer ``factor`` with the ``resize`` filter (see :class:`Resize`).
 
     Shape:
         - x: (N, C, H, W), H, W >= factor
         - output: (N, C, H // factor, W // factor)
     """
     check_shape(x, ["N", "C", "H", "W"], "x")
+    check_choice(resize, [m.value for m in Resize] + list(Resize), "resize")
     if factor == 1:
         return x
     h, w = x.shape[-2:]
-    return F.interpolate(x, size=(h // factor, w // factor), mode="bilinear", align_corners=False, antialias=False)
+    antialias = Resize(resize) is Resize.BILINEAR
+    return F.interpolate(x, size=(h // factor, w // factor), mode="bilinear", align_corners=False, antialias=antialias)
 
 
 def libjpeg_roundtrip(x: torch.Tensor, quality: int, subsampling: Subsampling | str = Subsampling.S444) -> torch.Tensor:
@@ -98,6 +116,7 @@ def channel(
     rounding: Rounding | str = Rounding.SIN,
     backend: Backend | str = Backend.TORCH,
     subsampling: Subsampling | str = Subsampling.S444,
+    resize: Resize | str = Resize.BOX,
 ) -> torch.Tensor:
     """Downscale by ``downscale_factor``, then JPEG at ``quality``.
 
@@ -108,6 +127,7 @@ def channel(
         rounding: dJPEG rounding (``backend="torch"`` only).
         backend: ``"torch"`` (differentiable) or ``"libjpeg"`` (real JPEG, no grad).
         subsampling: ``"444"`` or ``"420"``.
+        resize: downscale filter, ``"box"`` or ``"bilinear"`` (:class:`Resize`).
 
     Shape:
         - x: (N, 3, H, W)
@@ -121,7 +141,7 @@ def channel(
     check_choice(backend, [m.value for m in Backend] + list(Backend), "backend")
     if isinstance(downscale_factor, bool) or not isinstance(downscale_factor, int) or downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor!r}")
-    small = downscale(x, downscale_factor)
+    small = downscale(x, downscale_factor, resize)
     if Backend(backend) is Backend.LIBJPEG:
         return libjpeg_roundtrip(small, quality, subsampling)
     return djpeg(small, quality, rounding, subsampling)
@@ -136,6 +156,7 @@ class Channel(nn.Module):
         rounding: dJPEG rounding approximation for the torch backend.
         backend: ``"torch"`` or ``"libjpeg"``.
         subsampling: ``"444"`` (default, as the paper's dJPEG) or ``"420"``.
+        resize: ``"box"`` (default, the paper's) or ``"bilinear"`` (Pillow's, antialiased).
 
     Shape:
         - input: (N, 3, H, W), sRGB [0, 1]
@@ -149,12 +170,14 @@ class Channel(nn.Module):
         rounding: Rounding | str = Rounding.SIN,
         backend: Backend | str = Backend.TORCH,
         subsampling: Subsampling | str = Subsampling.S444,
+        resize: Resize | str = Resize.BOX,
     ) -> None:
         super().__init__()
         quality_qtable(quality)
         check_choice(backend, [m.value for m in Backend] + list(Backend), "backend")
         check_choice(rounding, [m.value for m in Rounding] + list(Rounding), "rounding")
         check_choice(subsampling, [m.value for m in Subsampling] + list(Subsampling), "subsampling")
+        check_choice(resize, [m.value for m in Resize] + list(Resize), "resize")
         if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
             raise ValueError(f"downscale must be an integer >= 1, got {downscale!r}")
         self.downscale = downscale
@@ -162,12 +185,63 @@ class Channel(nn.Module):
         self.rounding = Rounding(rounding)
         self.backend = Backend(backend)
         self.subsampling = Subsampling(subsampling)
+        self.resize = Resize(resize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel(x, self.downscale, self.quality, self.rounding, self.backend, self.subsampling)
+        return channel(x, self.downscale, self.quality, self.rounding, self.backend, self.subsampling, self.resize)
 
     def extra_repr(self) -> str:
         return (
             f"downscale={self.downscale}, quality={self.quality}, rounding={self.rounding.value!r}, "
-            f"backend={self.backend.value!r}, subsampling={self.subsampling.value!r}"
+            f"backend={self.backend.value!r}, subsampling={self.subsampling.value!r}, resize={self.resize.value!r}"
         )
+
+
+class RandomChannel(nn.Module):
+    """A :class:`Channel` whose quality, subsampling and resize filter are drawn for every call.
+
+    Each of ``qualities``, ``subsamplings`` and ``resizes`` is a list of choices drawn uniformly
+    and independently (repeat a value to weight it) with torch's global generator, so a seeded,
+    checkpointed training run draws the same sequence when resumed. The whole batch of one call
+    goes through one draw. :attr:`nominal` is the channel of the first choices, the one
+    validation and the SDK's replay of a camera original use.
+
+    Shape:
+        - input: (N, 3, H, W), sRGB [0, 1]
+        - output: (N, 3, H // downscale, W // downscale), sRGB [0, 1]
+
+    Example:
+        >>> ch = RandomChannel(qualities=[50, 30, 90], subsamplings=["444", "420"], rounding="hard")
+        >>> ch(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        downscale: int = 2,
+        qualities: list[int] | tuple[int, ...] = (50,),
+        rounding: Rounding | str = Rounding.SIN,
+        subsamplings: list[str] | tuple[str, ...] = ("444",),
+        resizes: list[str] | tuple[str, ...] = ("box",),
+    ) -> None:
+        super().__init__()
+        if not qualities or not subsamplings or not resizes:
+            raise ValueError("qualities, subsamplings and resizes each need at least one choice")
+        self.choices = [
+            Channel(downscale, q, rounding, Backend.TORCH, s, r) for q in qualities for s in subsamplings for r in resizes
+        ]
+        self.sizes = (len(qualities), len(subsamplings), len(resizes))
+
+    @property
+    def nominal(self) -> Channel:
+        return self.choices[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pick = int(torch.randint(len(self.choices), (1,)))
+        return self.choices[pick](x)
+
+    def extra_repr(self) -> str:
+        qs = sorted({c.quality for c in self.choices})
+        subs = sorted({c.subsampling.value for c in self.choices})
+        rs = sorted({c.resize.value for c in self.choices})
+        return f"downscale={self.nominal.downscale}, qualities={qs}, subsamplings={subs}, resizes={rs}, rounding={self.nominal.rounding.value!r}"

@@ -48,12 +48,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A real distribution channel: integer bilinear downscale, then a codec at a quality."""
+    """A real distribution channel: integer downscale, then a codec at a quality."""
 
     name: str
     codec: str  # "jpeg" | "webp"
     quality: int
     downscale: int = 2
+    subsampling: str = "444"  # JPEG only
+    resize: str = "box"  # rawproof_train.channel.Resize
 
 
 CHANNELS = (
@@ -62,8 +64,11 @@ CHANNELS = (
     ChannelSpec("jpeg70", "jpeg", 70),
     ChannelSpec("jpeg90", "jpeg", 90),
     ChannelSpec("webp50", "webp", 50),
+    ChannelSpec("web50", "jpeg", 50, subsampling="420", resize="bilinear"),
+    ChannelSpec("web75", "jpeg", 75, subsampling="420", resize="bilinear"),
 )
-"""The trained channel first, then the robustness channels."""
+"""The paper's channel first (2x box + 4:4:4 JPEG q50), then the robustness channels; ``web*``
+are Pillow's defaults (antialiased bilinear, 4:2:0) as platforms and the demo re-encode."""
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -93,7 +98,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def _codec_roundtrip(x: torch.Tensor, spec: ChannelSpec) -> torch.Tensor:
     if spec.codec == "jpeg":
-        return libjpeg_roundtrip(x, spec.quality)
+        return libjpeg_roundtrip(x, spec.quality, spec.subsampling)
     out = []
     for img in (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy():
         buf = io.BytesIO()
@@ -103,8 +108,8 @@ def _codec_roundtrip(x: torch.Tensor, spec: ChannelSpec) -> torch.Tensor:
 
 
 def real_channel(x: torch.Tensor, spec: ChannelSpec) -> torch.Tensor:
-    """Downscale (bilinear, as in training) then encode/decode with the real codec."""
-    return _codec_roundtrip(downscale(x, spec.downscale), spec)
+    """Downscale with the spec's filter, then encode/decode with the real codec."""
+    return _codec_roundtrip(downscale(x, spec.downscale, spec.resize), spec)
 
 
 @dataclass

@@ -68,6 +68,7 @@ class ForensicEval:
     nip: str
     fan: str
     calibration: dict | None
+    platform: dict
 
 
 def develop_split(data: str | Path, split: str, nip: str | Path, crop: int) -> list[np.ndarray]:
@@ -95,24 +96,40 @@ def manipulate(rgb: np.ndarray, name: str) -> np.ndarray:
     return (y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
-def share(rgb: np.ndarray, *, downscale: int = 2, quality: int = 50) -> bytes:
-    """The platform: 2x2 box (= bilinear at exactly 2x, as in training) downscale, then real JPEG.
+def share(rgb: np.ndarray, *, downscale: int = 2, quality: int = 50, subsampling: str = "444", resize: str = "box") -> bytes:
+    """The platform: downscale, then real libjpeg.
 
-    JPEG 4:4:4, as the training channel and ``evaluate`` use; platforms that subsample
-    chroma (4:2:0) are a harder, unmeasured case.
+    ``resize="box"``: 2x2 box average (= bilinear at exactly 2x without antialiasing, the
+    training channel's); ``"bilinear"``: Pillow's antialiased ``Image.BILINEAR``, what most
+    platforms (and the demo) do. ``subsampling``: ``"444"`` (the paper's) or ``"420"`` (Pillow's
+    default).
     """
     h, w = rgb.shape[0] // downscale * downscale, rgb.shape[1] // downscale * downscale
-    small = rgb[:h, :w].reshape(h // downscale, downscale, w // downscale, downscale, 3).astype(np.float32).mean(axis=(1, 3))
+    if resize == "box":
+        small = rgb[:h, :w].reshape(h // downscale, downscale, w // downscale, downscale, 3).astype(np.float32).mean(axis=(1, 3))
+        img = Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8))
+    elif resize == "bilinear":
+        img = Image.fromarray(rgb[:h, :w]).resize((w // downscale, h // downscale), Image.Resampling.BILINEAR)
+    else:
+        raise ValueError(f"resize must be 'box' or 'bilinear', got {resize!r}")
     buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=0)
+    img.save(buf, "JPEG", quality=quality, subsampling={"444": 0, "420": 2}[str(subsampling)])
     return buf.getvalue()
 
 
-def _verify_all(crops: list[np.ndarray], classes: list[str], fan: str | Path, stride: int | None) -> tuple[list, list]:
+PLATFORMS: dict[str, dict] = {
+    "paper": {"quality": 50, "subsampling": "444", "resize": "box"},
+    "web50": {"quality": 50, "subsampling": "420", "resize": "bilinear"},
+    "web75": {"quality": 75, "subsampling": "420", "resize": "bilinear"},
+}
+"""Sharing channels :func:`share` models, by name (all 2x downscale)."""
+
+
+def _verify_all(crops: list[np.ndarray], classes: list[str], fan: str | Path, stride: int | None, platform: dict) -> tuple[list, list]:
     reports, labels = [], []
     for label, name in enumerate(classes):
         for c in tqdm(crops, desc=f"verify {name}", unit="img", leave=False):
-            reports.append(verify(share(manipulate(c, name)), fan=fan, stride=stride, heatmap=True))
+            reports.append(verify(share(manipulate(c, name), **platform), fan=fan, stride=stride, heatmap=True))
             labels.append(label)
     return reports, labels
 
@@ -132,12 +149,14 @@ def write_calibration(fan: str | Path, calibration: dict, decision: dict | None 
     clear_session_cache()
 
 
-def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Path, *, crop: int = 256, stride: int | None = None) -> tuple[ForensicEval, list, list]:
-    """Verify every crop x class of ``split``; returns the summary, the reports and the labels."""
+def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Path, *, crop: int = 256, stride: int | None = None,
+                   platform: dict | None = None) -> tuple[ForensicEval, list, list]:
+    """Verify every crop x class of ``split`` shared through ``platform`` (keyword arguments of
+    :func:`share`; default the paper's channel); returns the summary, the reports and the labels."""
     info = find_model(fan, ModelKind.FAN)
     classes = list(info.metadata["classes"])
     crops = develop_split(data, split, nip, crop)
-    reports, labels = _verify_all(crops, classes, info.path, stride)
+    reports, labels = _verify_all(crops, classes, info.path, stride, platform or {})
     native = classes.index("native")
     n = len(crops)
     flagged = np.array([r.verdict in MANIPULATED for r in reports])
@@ -157,6 +176,7 @@ def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Pat
         split=split, crops_per_class=n, crop=crop, tpr=tpr, tpr_ci=tpr_ci, fpr=fp / n, fpr_ci=wilson_interval(fp, n),
         class_accuracy=float(np.trace(conf) / conf.sum()), confusion=conf.tolist(), classes=classes,
         nip=find_model(nip, ModelKind.NIP).name, fan=info.name, calibration=info.metadata.get("calibration"),
+        platform=dict(platform or {}),
     )
     return result, reports, labels
 
@@ -167,18 +187,23 @@ def _run(args: argparse.Namespace) -> int:
     # Keep what earlier runs measured (e.g. the calibration fit) unless this run measures it again.
     path = out / "forensic_eval.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    platforms = {name: PLATFORMS[name] for name in args.platforms}
     if args.calibrate:
-        val, reports, labels = evaluate_split(args.data, "val", args.nip, args.fan, crop=args.crop, stride=args.stride)
-        results["val_uncalibrated"] = asdict(val)
+        # One calibration for every listed platform: pooled validation logits and untouched crops.
+        pooled: list[tuple] = []
+        for name, platform in platforms.items():
+            val, reports, labels = evaluate_split(args.data, "val", args.nip, args.fan, crop=args.crop, stride=args.stride, platform=platform)
+            results[_key("val_uncalibrated", name)] = asdict(val)
+            pooled += [(r.forensics.logits, y) for r, y in zip(reports, labels)]
         native = val.classes.index("native")
-        cal = fit_calibration([r.forensics.logits for r in reports], labels, native_index=native)
-        rule = fit_decision([r.forensics.logits for r, y in zip(reports, labels) if y == native], native, cal,
-                            false_positive_rate=args.fpr)
+        cal = fit_calibration([lg for lg, _ in pooled], [y for _, y in pooled], native_index=native)
+        rule = fit_decision([lg for lg, y in pooled if y == native], native, cal, false_positive_rate=args.fpr)
         results["calibration"], results["decision"] = cal.to_metadata(), asdict(rule)
         write_calibration(args.fan, results["calibration"], results["decision"])
         log.info("calibration %s and decision %s written into %s", cal.to_metadata(), rule, args.fan)
-    test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride)
-    results["test"] = asdict(test)
+    for name, platform in platforms.items():
+        test, _, _ = evaluate_split(args.data, "test", args.nip, args.fan, crop=args.crop, stride=args.stride, platform=platform)
+        results[_key("test", name)] = asdict(test)
     if args.robustness:
         # Other scales and codecs than the trained channel: the test crops, manipulated, then
         # resized and/or JPEG-compressed, analysed as-is (what verify() does without provenance).
@@ -187,10 +212,16 @@ def _run(args: argparse.Namespace) -> int:
         results["robustness"] = measure_robustness(images, args.fan, scales=(1.0, 0.5, 0.25), jpeg_qualities=(None, 90, 50),
                                                    stride=args.stride)
     path.write_text(json.dumps(results, indent=2, default=float))
-    t = results["test"]
-    print(f"test: {t['crops_per_class']} crops/class; FPR native {100 * t['fpr']:.1f}%; " + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items())
-          + f"; class accuracy {100 * t['class_accuracy']:.1f}%")
+    for name in platforms:
+        t = results[_key("test", name)]
+        print(f"test via {name}: {t['crops_per_class']} crops/class; FPR native {100 * t['fpr']:.1f}%; "
+              + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items()) + f"; class accuracy {100 * t['class_accuracy']:.1f}%")
     return 0
+
+
+def _key(prefix: str, platform: str) -> str:
+    # The paper's platform keeps the unsuffixed keys that earlier results files used.
+    return prefix if platform == "paper" else f"{prefix}_{platform}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -203,6 +234,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, default=None, help="FAN patch stride (default: verify's)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit calibration and decision thresholds on the val split first and store them in the FAN")
+    p.add_argument("--platforms", nargs="+", choices=list(PLATFORMS), default=["paper"],
+                   help="sharing channels to measure (and, with --calibrate, to pool for the fit): paper = 2x box + q50 4:4:4; "
+                        "web50/web75 = Pillow bilinear + q50/q75 4:2:0")
     p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on val native images for --calibrate")
     p.add_argument("--robustness", type=int, default=0, metavar="N",
                    help="also measure N test crops per class at scales 1, 1/2, 1/4 x JPEG none/q90/q50 (verify's as-is path)")

@@ -43,7 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rawproof_train import distributed as ddp
-from rawproof_train.channel import Channel
+from rawproof_train.channel import RandomChannel
 from rawproof_train.data import Pair, load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
 from rawproof_train.manipulations import MANIPULATIONS, create_manipulation
@@ -81,7 +81,11 @@ class TrainConfig:
     decay_every: int = 600
     lam: float = 0.01
     downscale: int = 2
-    quality: int = 50
+    # A list draws one value per step (RandomChannel); its first value is the nominal channel
+    # that validation uses. Repeat a value to weight it.
+    quality: int | list[int] = 50
+    subsampling: str | list[str] = "444"
+    resize: str | list[str] = "box"
     rounding: str = "hard"
     patches_per_image: int = 32
     val_patches: int = 120
@@ -98,6 +102,9 @@ class TrainConfig:
             raise ValueError(f"patch {self.patch} must be a multiple of {2 * self.downscale * 8} (Bayer x channel x JPEG block)")
         if self.batch < 1 or self.steps < 0 or self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise ValueError("batch >= 1, steps >= 0, lr > 0 and 0 < lr_decay <= 1 are required")
+        for key in ("quality", "subsampling", "resize"):
+            if isinstance(getattr(self, key), list) and not getattr(self, key):
+                raise ValueError(f"{key} must be a value or a non-empty list of values")
         unknown = [c for c in self.classes if c not in MANIPULATIONS]
         if unknown or len(self.classes) < 2:
             raise ValueError(f"classes must be >= 2 of {list(MANIPULATIONS)}, got {self.classes}")
@@ -238,8 +245,30 @@ def _build(cfg: TrainConfig) -> _Run:
     opt = torch.optim.Adam(params)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
     manip = [create_manipulation(c).to(cfg.device) for c in cfg.classes]
-    chan = Channel(downscale=cfg.downscale, quality=cfg.quality, rounding=cfg.rounding).to(cfg.device)
-    return _Run(cfg, nip, fan, opt, sched, manip, chan)
+    return _Run(cfg, nip, fan, opt, sched, manip, make_channel(cfg))
+
+
+def _choices(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def make_channel(cfg: TrainConfig, rounding: str | None = None) -> RandomChannel:
+    """The training channel of ``cfg`` (one fixed channel when no key is a list)."""
+    # str(): YAML reads an unquoted 444 as an integer.
+    return RandomChannel(
+        cfg.downscale, [int(q) for q in _choices(cfg.quality)], rounding or cfg.rounding,
+        [str(v) for v in _choices(cfg.subsampling)], [str(v) for v in _choices(cfg.resize)],
+    )
+
+
+def describe_channel(cfg: TrainConfig) -> str:
+    """Human-readable training channel, e.g. ``2x box down + dJPEG q50 4:4:4 (hard rounding)``."""
+    def fmt(value: Any, unit: str = "") -> str:
+        vals = _choices(value)
+        return f"{unit}{vals[0]}" if len(vals) == 1 else "{" + ", ".join(f"{unit}{v}" for v in vals) + "}"
+
+    desc = f"{cfg.downscale}x {fmt(cfg.resize)} down + dJPEG {fmt(cfg.quality, 'q')} {fmt(cfg.subsampling)} ({cfg.rounding} rounding)"
+    return desc + (", drawn per step" if any(isinstance(getattr(cfg, k), list) for k in ("quality", "subsampling", "resize")) else "")
 
 
 def _state(run: _Run, rng: np.random.Generator) -> dict[str, Any]:
@@ -277,7 +306,7 @@ def validate(run: _Run, val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, flo
     out = {"val_psnr_db": psnr(rgb, target)}
     if run.fan is not None:
         run.fan.eval()
-        chan = Channel(downscale=run.cfg.downscale, quality=run.cfg.quality, rounding="hard")
+        chan = make_channel(run.cfg, rounding="hard").nominal
         correct = total = 0
         for chunk in rgb.split(20):
             x, y = forensic_batch(chunk, run.manipulations, chan)
@@ -358,6 +387,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"])
         run_.step = int(state["step"])
         log.info("resumed %s at step %d", out, run_.step)
+        changed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "steps") and state["config"].get(k) != v}
+        if changed and main:
+            # A continuation with other settings (e.g. a randomised channel from a fixed-channel
+            # checkpoint): config.yaml keeps the original and records what changed, and when.
+            log.warning("resuming %s at step %d with changed settings %s", out, run_.step, changed)
+            meta = yaml.safe_load((out / "config.yaml").read_text()) or {}
+            meta.setdefault("changed_on_resume", []).append({"step": run_.step, "git_commit": git_commit(), **changed})
+            (out / "config.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     elif main:
         meta = dataclasses.asdict(cfg) | {"git_commit": git_commit(), "trained_on": train.trained_on}
         (out / "config.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
@@ -406,7 +443,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         return metrics
     if not metrics:
         metrics = validate(run_, val)
-    channel_desc = f"{cfg.downscale}x bilinear down + dJPEG q{cfg.quality} ({cfg.rounding} rounding), val patches"
+    channel_desc = f"{describe_channel(cfg)}, val patches through its nominal channel"
     trained_on = train.trained_on
     if cfg.regime in ("nip", "joint"):
         torch.save(_export_ckpt(run_.nip, "nip", cfg.nip, cfg, {"psnr_db": metrics["val_psnr_db"], "regime": cfg.regime}, trained_on), out / "nip.pt")
