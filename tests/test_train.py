@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +148,19 @@ def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "fan" / "eval.json").read_text())["channels"][0]["channel"] == "jpeg50"
 
     evaluate_run(tmp_path / "nip", data=tiny_dataset, patch=32)  # NIP-only: PSNR/SSIM, no channel
-    doc = write_report([tmp_path / "nip", tmp_path / "fan"], tmp_path / "report", data=tiny_dataset, command="cmd")
+    shutil.copytree(tmp_path / "fan", tmp_path / "fan_web")
+    web = evaluate_run(tmp_path / "fan_web", data=tiny_dataset, patches_per_class=6, patch=32,
+                       channels=(ChannelSpec("jpeg50", "jpeg", 50), ChannelSpec("web50", "jpeg", 50, subsampling="420", resize="bilinear")))
+    assert web.channels[0].confusion == res.channels[0].confusion  # same patches, same seed
+    doc = write_report([tmp_path / "nip", tmp_path / "fan", tmp_path / "fan_web"], tmp_path / "report", data=tiny_dataset, command="cmd")
     text = doc.read_text()
-    assert "| fan | fan |" in text
-    # the channel columns come from the FAN run even when a NIP-only run is listed first
-    assert "| run | PSNR [dB] | SSIM | patches/class | jpeg50 | webp50 |" in text
-    assert [ln for ln in text.splitlines() if ln.startswith("| nip |") and ln.endswith("| — | — |")]
+    assert "| fan | fan |" in text and "| box q50 444 |" in text
+    # columns: every channel of any run, by name, even when a NIP-only run is listed first
+    assert "| run | PSNR [dB] | SSIM | patches/class | jpeg50 | webp50 | web50 |" in text
+    lines = text.splitlines()
+    assert [ln for ln in lines if ln.startswith("| nip |") and ln.endswith("| — | — | — |")]
+    assert [ln for ln in lines if ln.startswith("| fan |") and ln.endswith("| — |") and ln.count("—") == 1]
+    assert [ln for ln in lines if ln.startswith("| fan_web |") and ln.count("| — |") == 1]
     assert (tmp_path / "report" / "curves.png").exists()
 
 

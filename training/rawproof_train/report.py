@@ -38,12 +38,23 @@ def load_run(path: str | Path) -> dict[str, Any]:
     """A run folder's config, log rows and evaluation (``None`` where absent)."""
     path = Path(path)
     cfg = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+    for change in cfg.get("changed_on_resume", []):  # the settings the run ended with
+        cfg |= {k: v for k, v in change.items() if k not in ("step", "git_commit")}
     rows: list[dict[str, float]] = []
     if (path / "log.csv").exists():
         with open(path / "log.csv") as fh:
             rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
     ev = json.loads((path / "eval.json").read_text()) if (path / "eval.json").exists() else None
     return {"path": path, "name": path.name, "config": cfg, "log": rows, "eval": ev}
+
+
+def _channel(cfg: dict) -> str:
+    if cfg.get("regime") == "nip":
+        return "—"
+
+    def fmt(v: Any, unit: str = "") -> str:
+        return "{" + ", ".join(f"{unit}{x}" for x in dict.fromkeys(v)) + "}" if isinstance(v, list) else f"{unit}{v}"
+    return f"{fmt(cfg.get('resize', 'box'))} {fmt(cfg.get('quality', 50), 'q')} {fmt(cfg.get('subsampling', '444'))}"
 
 
 def _fmt_ci(acc: float, ci: list[float]) -> str:
@@ -143,9 +154,11 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
     lines = ["# Training results", "", "Generated from the run logs by:", "", "```bash", command or "python -m rawproof_train report ...", "```", ""]
     lines += ["## Runs", "",
               "`lr`: FAN (or NIP-only) learning rate; `NIP lr`: the NIP's in joint runs. `rounding`: dJPEG rounding in "
-              "the training channel (`sin` is invertible, see rawproof_train.jpeg); validation always rounds hard.", "",
-              "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | rounding | final val PSNR [dB] | final val acc |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "the training channel (`sin` is invertible, see rawproof_train.jpeg); validation always rounds hard, through "
+              "the nominal channel (the first of each drawn list). `channel`: the training channel the run ended with; "
+              "`{a, b}` = drawn per step; a run continued with other settings lists when (config.yaml `changed_on_resume`).", "",
+              "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | rounding | channel | final val PSNR [dB] | final val acc |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c, last = r["config"], (r["log"][-1] if r["log"] else {})
         lam = f"{c.get('lam'):g}" if c.get("regime") == "joint" else "—"
@@ -153,22 +166,25 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
         psnr = f"{last['val_psnr_db']:.2f}" if "val_psnr_db" in last else "—"
         nip_lr = c.get("nip_lr") or c.get("lr") if c.get("regime") == "joint" else "—"
         lines.append(f"| {r['name']} | {c.get('regime')} | {c.get('nip')} | {lam} | {int(last.get('step', 0))} | {c.get('batch')} | "
-                     f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {c.get('rounding', 'sin')} | {psnr} | {acc} |")
+                     f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {c.get('rounding', 'sin')} | {_channel(c)} | {psnr} | {acc} |")
     evals = [r for r in runs if r["eval"]]
     if evals:
         # NIP-only runs evaluate no channel: the columns come from the first run with a FAN
-        chans = next(([c["channel"] for c in r["eval"]["channels"]] for r in evals if r["eval"]["channels"]), [])
+        # Columns: every channel any run was evaluated through, in order of appearance (NIP-only
+        # runs have none; runs evaluated before a channel was added show "—" there).
+        chans = list(dict.fromkeys(c["channel"] for r in evals for c in r["eval"]["channels"]))
         lines += ["", "## Held-out evaluation (test split, real codecs)", "",
                   "NIP PSNR/SSIM: whole test images against the reference pipeline. FAN accuracy: "
-                  "random 128 px test patches x every class, 2x bilinear downscale, then the real codec; "
+                  "random 128 px test patches x every class, 2x downscale, then the real codec: `jpeg*`/`webp50` after the "
+                  "paper's 2x2 box downscale, JPEG 4:4:4; `web*` Pillow's defaults (antialiased bilinear, JPEG 4:2:0). "
                   "95% Wilson intervals.", ""]
         lines += ["| run | PSNR [dB] | SSIM | patches/class | " + " | ".join(chans) + " |", "|---|---|---|---|" + "---|" * len(chans)]
         for r in evals:
             ev = r["eval"]
-            accs = [_fmt_ci(c["accuracy"], c["accuracy_ci"]) for c in ev["channels"]]
+            by_name = {c["channel"]: _fmt_ci(c["accuracy"], c["accuracy_ci"]) for c in ev["channels"]}
             n = ev["channels"][0]["n_per_class"] if ev["channels"] else "—"
-            lines.append(f"| {r['name']} | {ev['psnr_db']:.2f} | {ev['ssim']:.4f} | {n} | " + " | ".join(accs or ["—"] * len(chans)) + " |")
-        lines += ["", "### Per-class accuracy through the trained channel (JPEG q50)", ""]
+            lines.append(f"| {r['name']} | {ev['psnr_db']:.2f} | {ev['ssim']:.4f} | {n} | " + " | ".join(by_name.get(c, "—") for c in chans) + " |")
+        lines += ["", "### Per-class accuracy through the paper's channel (2x box + JPEG q50 4:4:4)", ""]
         for r in evals:
             ev = r["eval"]
             if not ev["channels"]:
