@@ -387,7 +387,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"])
         run_.step = int(state["step"])
         log.info("resumed %s at step %d", out, run_.step)
-        changed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "steps") and state["config"].get(k) != v}
+        # A key missing from an older checkpoint had its field's default then.
+        then = dataclasses.asdict(TrainConfig()) | state["config"]
+        changed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "steps") and then.get(k) != v}
         if changed and main:
             # A continuation with other settings (e.g. a randomised channel from a fixed-channel
             # checkpoint): config.yaml keeps the original and records what changed, and when.
