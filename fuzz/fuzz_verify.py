@@ -50,7 +50,7 @@ _EXPECTED = {
     ProvenanceState.INVALID: {Verdict.INVALID_SIGNATURE},
     ProvenanceState.UNTRUSTED_SIGNER: {Verdict.UNTRUSTED},
     ProvenanceState.NO_MANIFEST: {Verdict.NO_PROVENANCE_CONSISTENT, Verdict.NO_PROVENANCE_MANIPULATED,
-                                  Verdict.NO_PROVENANCE_UNANALYZED},
+                                  Verdict.NO_PROVENANCE_UNANALYZED, Verdict.NO_PROVENANCE_INCONCLUSIVE},
 }
 
 

@@ -52,7 +52,7 @@ def build_toy_fan(out_dir: Path, *, steps: int = 15, name: str = "toy_fan", meta
         loss.backward()
         opt.step()
         fan.project_constraints()
-    meta = {"classes": CLASSES, "patch_size": PATCH, "trained_channel": {"downscale": 2, "jpeg_quality": 50},
+    meta = {"classes": CLASSES, "patch_size": PATCH, "trained_channel": {"downscale": 2},
             **(metadata or {})}
     return export_model(fan.eval(), "fan", out_dir / f"{name}.onnx", meta, exporter="torchscript").path
 

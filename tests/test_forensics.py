@@ -22,6 +22,7 @@ from rawproof.forensics import (
     Traces,
     aggregate,
     analyze,
+    channel_mismatch,
     describe_regions,
     fan_config,
     fit_calibration,
@@ -140,7 +141,7 @@ def test_fit_calibration_matches_scipy():
 def test_fan_config_defaults_and_errors(toy_fan, tmp_path):
     cfg = fan_config(toy_fan)
     assert cfg.patch_size == PATCH and cfg.native_index == 0
-    assert cfg.trained_channel == {"downscale": 2, "jpeg_quality": 50}
+    assert cfg.trained_channel == {"downscale": 2}  # a blur detector: no codec in its channel
     assert cfg.calibration == Calibration() and cfg.decision == DecisionRule()
     import dataclasses
 
@@ -258,3 +259,25 @@ class TestFitDecision:
             fit_decision([], 0, Calibration())
         with pytest.raises(ValueError):
             fit_decision([np.zeros((1, 5))], 0, Calibration(), false_positive_rate=1.5)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "q", "sub", "inside"),
+    [("JPEG", 50, "444", True), ("JPEG", 55, "444", True), ("JPEG", 56, "444", False), ("JPEG", 44, "444", False),
+     ("JPEG", 50, "420", False), ("JPEG", None, "444", False), ("PNG", None, None, False), ("WEBP", None, None, False)],
+)
+def test_channel_mismatch_fixed_channel(fmt, q, sub, inside):
+    why = channel_mismatch({"downscale": 2, "jpeg_quality": 50}, fmt, q, sub)
+    assert (why is None) is inside
+    if not inside:
+        assert "trained behind JPEG q50 444" in why
+
+
+def test_channel_mismatch_randomised_channel_and_no_codec():
+    trained = {"downscale": 2, "jpeg_quality": 50, "jpeg_qualities": [50, 30, 90], "subsampling": ["444", "420"]}
+    assert channel_mismatch(trained, "JPEG", 75, "420") is None
+    assert channel_mismatch(trained, "JPEG", 25, "444") is None
+    assert "JPEG q97 420" in channel_mismatch(trained, "JPEG", 97, "420")
+    assert "q30-90 444/420" in channel_mismatch(trained, "JPEG", 70, "422")
+    # a FAN trained without a codec in its channel is not checked
+    assert channel_mismatch({"downscale": 2}, "PNG", None, None) is None

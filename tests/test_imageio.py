@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from rawproof.errors import ImageFormatError
-from rawproof.imageio import MAX_PIXELS, decode_rgb, read_image_bytes
+from rawproof.imageio import MAX_PIXELS, decode_rgb, ijg_quality, read_image_bytes
 
 
 def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -157,3 +157,28 @@ def test_float_mode_is_unsupported():
     Image.fromarray(np.zeros((4, 4), np.float32), "F").save(buf, "TIFF")
     with pytest.raises(ImageFormatError, match="unsupported image mode 'F'"):
         decode_rgb(buf.getvalue())
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("quality", [1, 10, 30, 50, 51, 75, 90, 99])
+def test_jpeg_quality_and_subsampling_read_from_the_file(quality, subsampling):
+    rgb = np.random.default_rng(quality).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    d = decode_rgb(buf.getvalue())
+    assert d.jpeg_quality == quality
+    assert d.jpeg_subsampling == {0: "444", 1: "422", 2: "420"}[subsampling]
+
+
+def test_jpeg_quality_none_for_custom_tables_and_other_formats():
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    buf = io.BytesIO()
+    custom = [list(range(1, 65)), list(range(1, 65))]  # no IJG quality gives these
+    Image.fromarray(rgb).save(buf, "JPEG", qtables=custom)
+    d = decode_rgb(buf.getvalue())
+    assert d.jpeg_quality is None and d.jpeg_subsampling is not None
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    d = decode_rgb(buf.getvalue())
+    assert d.jpeg_quality is None and d.jpeg_subsampling is None
+    assert ijg_quality([1] * 63) is None

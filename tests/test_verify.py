@@ -167,6 +167,41 @@ def test_stripped_manifest_consistent_and_manipulated(monkeypatch, capsys, tmp_p
     assert code == 2 and "NO_PROVENANCE_MANIPULATED" in out
 
 
+def test_outside_the_trained_channel_is_inconclusive(monkeypatch, capsys, tmp_path):
+    import dataclasses
+
+    from rawproof.models import load_model_info
+
+    toy = load_model_info(toy_fan_path())
+    jpeg_fan = dataclasses.replace(toy, metadata={**toy.metadata, "trained_channel": {"downscale": 2, "jpeg_quality": 50}})
+    rgb = noise_image(H, W, seed=4)
+    edited = rgb.copy()
+    edited[:, : W // 2] = blur(rgb)[:, : W // 2]
+    # as a PNG, or a JPEG at another quality or chroma layout, the image left the trained channel
+    buf = io.BytesIO()
+    Image.fromarray(edited).save(buf, "JPEG", quality=50, subsampling=2)
+    for data, why in [(_png(edited), "a PNG image"), (_jpeg(edited, 90), "JPEG q90 420"), (buf.getvalue(), "JPEG q50 420")]:
+        r = verify(data, fan=jpeg_fan)
+        assert r.verdict is Verdict.NO_PROVENANCE_INCONCLUSIVE and r.exit_code == 2
+        assert r.forensics.out_of_channel.startswith(why) and "trained behind JPEG q50 444" in r.forensics.out_of_channel
+        assert "forensic analysis inconclusive" in r.summary and r.forensics.traces is Traces.MANIPULATED
+        assert r.to_dict()["forensics"]["out_of_channel"] == r.forensics.out_of_channel
+    # inside it (q50 4:4:4) the traces decide as before, and the file's encoding is reported
+    buf = io.BytesIO()
+    Image.fromarray(edited).save(buf, "JPEG", quality=50, subsampling=0)
+    r = verify(buf.getvalue(), fan=jpeg_fan)
+    assert r.verdict is Verdict.NO_PROVENANCE_MANIPULATED and r.forensics.out_of_channel is None
+    assert r.to_dict()["image"] | {} == {**r.to_dict()["image"], "jpeg_quality": 50, "jpeg_subsampling": "444"}
+    # the CLI says so too
+    path = tmp_path / "e.png"
+    path.write_bytes(_png(edited))
+    import sys
+
+    monkeypatch.setattr(sys.modules["rawproof.verify"], "_resolve_fan", lambda fan, capture: (jpeg_fan, "explicit", None))
+    code, out = _run_cli([str(path)], monkeypatch, capsys)
+    assert code == 2 and "NO_PROVENANCE_INCONCLUSIVE" in out and "outside the FAN's trained channel: a PNG image" in out
+
+
 def test_input_kinds_give_the_same_report(signed, pki, tmp_path):
     path = tmp_path / "s.png"
     path.write_bytes(signed["png"])

@@ -60,6 +60,7 @@ __all__ = [
     "render_heatmap",
     "describe_regions",
     "measure_robustness",
+    "channel_mismatch",
     "CLASS_COLOURS",
 ]
 
@@ -183,7 +184,10 @@ class FanConfig:
     Attributes:
         patch_size: Patch side in pixels of the image the FAN sees (after the channel).
         trained_channel: The channel the FAN was trained behind, e.g.
-            ``{"downscale": 2, "jpeg_quality": 50}``.
+            ``{"downscale": 2, "jpeg_quality": 50}``; optional ``jpeg_qualities`` (all qualities
+            drawn in training, ``jpeg_quality`` being the nominal one), ``subsampling`` (list,
+            default ``["444"]``) and ``resize`` (list of filters, informative). See
+            :func:`channel_mismatch`.
         native_index: Index of class ``"native"`` in the logits.
         calibration: Output calibration.
         decision: Decision thresholds.
@@ -194,6 +198,40 @@ class FanConfig:
     native_index: int
     calibration: Calibration
     decision: DecisionRule
+
+
+QUALITY_MARGIN = 5
+"""How far (IJG quality steps) an image's JPEG quality may lie outside the trained qualities."""
+
+
+def channel_mismatch(trained_channel: Mapping[str, Any], image_format: str, jpeg_quality: int | None,
+                     jpeg_subsampling: str | None) -> str | None:
+    """Why an image's encoding lies outside the channel a FAN was trained behind, else ``None``.
+
+    A FAN learns what survives one channel; behind another codec setting its readings are not
+    evidence (measured: the fixed-channel FAN flags nearly every untouched image without JPEG, at
+    q90 or after Pillow's 4:2:0 re-encode, docs/training.md). Checked only when the trained
+    channel has ``jpeg_quality``: the image must be a JPEG with IJG tables, its quality within
+    :data:`QUALITY_MARGIN` of the trained qualities, its chroma subsampling among the trained ones.
+    The scale an image was shared at is not in the file, so it is not checked.
+
+    Args:
+        trained_channel: :attr:`FanConfig.trained_channel`.
+        image_format, jpeg_quality, jpeg_subsampling: as in :class:`rawproof.imageio.DecodedImage`.
+    """
+    if trained_channel.get("jpeg_quality") is None:
+        return None
+    qualities = [int(q) for q in trained_channel.get("jpeg_qualities", [trained_channel["jpeg_quality"]])]
+    subs = [str(v) for v in trained_channel.get("subsampling", ["444"])]
+    lo, hi = min(qualities), max(qualities)
+    trained = f"JPEG q{lo}" + (f"-{hi}" if hi > lo else "") + f" {'/'.join(subs)}"
+    if image_format not in ("JPEG", "MPO"):
+        return f"a {image_format} image; the FAN was trained behind {trained}"
+    if jpeg_quality is None:
+        return f"a JPEG with non-IJG quantisation tables; the FAN was trained behind {trained}"
+    if not lo - QUALITY_MARGIN <= jpeg_quality <= hi + QUALITY_MARGIN or jpeg_subsampling not in subs:
+        return f"JPEG q{jpeg_quality} {jpeg_subsampling}; the FAN was trained behind {trained}"
+    return None
 
 
 def fan_config(info: ModelInfo) -> FanConfig:
@@ -357,6 +395,9 @@ class ForensicAnalysis:
         manipulated_fraction: Fraction of patches with P(manipulated) >= the patch threshold.
         calibration, decision: What was applied.
         fan_ms: Wall time of preprocessing + FAN runs + aggregation, ms.
+        out_of_channel: Why the image's encoding lies outside the channel the FAN was
+            trained behind (:func:`channel_mismatch`), else ``None``. Outside it the FAN's
+            readings are not calibrated evidence either way.
     """
 
     traces: Traces
@@ -384,6 +425,7 @@ class ForensicAnalysis:
     calibration: Calibration | None = None
     decision: DecisionRule | None = None
     fan_ms: float = 0.0
+    out_of_channel: str | None = None
 
     @property
     def available(self) -> bool:
@@ -419,6 +461,7 @@ class ForensicAnalysis:
             "raw_score": self.raw_score, "score": self.score, "manipulated_fraction": self.manipulated_fraction,
             "calibration": None if self.calibration is None else self.calibration.to_metadata(),
             "decision": None if self.decision is None else vars(self.decision).copy(), "fan_ms": self.fan_ms,
+            "out_of_channel": self.out_of_channel,
         }
 
 

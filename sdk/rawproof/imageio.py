@@ -20,6 +20,10 @@
   (float) and other modes raise :class:`~rawproof.errors.ImageFormatError`.
 - Animated images (GIF, APNG, animated WebP): the first frame is analysed;
   ``DecodedImage.frames`` gives the frame count.
+- JPEG files: ``DecodedImage.jpeg_quality`` is the IJG quality whose scaled Annex K
+  luminance table equals the file's (``None`` for other tables, e.g. many cameras and
+  editors), ``DecodedImage.jpeg_subsampling`` the chroma layout (``"444"``, ``"422"``,
+  ``"420"``, ``"other"``). verify() compares them with the channel its FAN was trained behind.
 - Truncated or corrupt files raise :class:`~rawproof.errors.ImageFormatError`; Pillow's
   ``LOAD_TRUNCATED_IMAGES`` is never honoured (a partly grey image would be analysed as
   if it were real).
@@ -35,11 +39,11 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
 
 from rawproof.errors import ImageFormatError
 
-__all__ = ["MAX_PIXELS", "ImageSource", "DecodedImage", "read_image_bytes", "decode_rgb"]
+__all__ = ["MAX_PIXELS", "ImageSource", "DecodedImage", "read_image_bytes", "decode_rgb", "ijg_quality"]
 
 MAX_PIXELS = 100_000_000
 """Default bound on width x height (pixels) of an image to decode: 100 MP."""
@@ -63,12 +67,17 @@ class DecodedImage:
         source_mode: Pillow mode of the file before conversion (``"RGB"``, ``"CMYK"``,
             ``"I;16"``, ``"P"``, ...).
         frames: Number of frames in the file; only the first is decoded.
+        jpeg_quality: JPEG only: IJG quality 1..100 of the luminance table (:func:`ijg_quality`),
+            ``None`` for non-IJG tables or other formats.
+        jpeg_subsampling: JPEG only: ``"444"``, ``"422"``, ``"420"`` or ``"other"``; ``None`` otherwise.
     """
 
     rgb: np.ndarray
     format: str
     source_mode: str
     frames: int = 1
+    jpeg_quality: int | None = None
+    jpeg_subsampling: str | None = None
 
     @property
     def height(self) -> int:
@@ -159,6 +168,7 @@ def decode_rgb(image: ImageSource, *, max_pixels: int | None = MAX_PIXELS) -> De
             fmt = str(im.format or "unknown")
             source_mode = im.mode
             frames = int(getattr(im, "n_frames", 1) or 1)
+            jpeg = _jpeg_encoding(im) if fmt in ("JPEG", "MPO") else (None, None)
             try:
                 im.seek(0)
                 im.load()
@@ -170,4 +180,32 @@ def decode_rgb(image: ImageSource, *, max_pixels: int | None = MAX_PIXELS) -> De
     if rgb.shape != (h, w, 3):
         raise ImageFormatError(f"decoder returned {rgb.shape}, expected {(h, w, 3)}")
     rgb.flags.writeable = False
-    return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)
+    return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
+
+
+# ITU-T T.81 Annex K, table K.1 (luminance), natural order: what libjpeg scales by quality.
+_ANNEX_K_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+])
+_IJG_TABLES = {q: np.clip((_ANNEX_K_LUMA * (5000 // q if q < 50 else 200 - 2 * q) + 50) // 100, 1, 255) for q in range(1, 101)}
+
+
+def ijg_quality(luma_table: np.ndarray | list[int]) -> int | None:
+    """The IJG (libjpeg, Pillow) quality whose luminance table is ``luma_table`` (64 values,
+    natural order), or ``None`` when no quality gives exactly that table."""
+    t = np.asarray(luma_table).reshape(-1)
+    if t.size != 64:
+        return None
+    # Several qualities can give one table (e.g. 98-100 all clip to 1); report the lowest.
+    return next((q for q, ref in _IJG_TABLES.items() if np.array_equal(ref, t)), None)
+
+
+_SUBSAMPLING = {0: "444", 1: "422", 2: "420"}
+
+
+def _jpeg_encoding(im: Image.Image) -> tuple[int | None, str | None]:
+    tables = getattr(im, "quantization", None) or {}
+    quality = ijg_quality(list(tables[0])) if 0 in tables else None
+    return quality, _SUBSAMPLING.get(JpegImagePlugin.get_sampling(im), "other")

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from rawproof.errors import VerificationError
-from rawproof.forensics import ForensicAnalysis, Traces, analyze, describe_regions, fan_config, render_heatmap, unavailable
+from rawproof.forensics import (
+    ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
+)
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
@@ -69,6 +71,9 @@ class Verdict(enum.Enum):
     """No manifest; traces indicate a manipulation. Exit 2."""
     NO_PROVENANCE_UNANALYZED = "no_provenance_unanalyzed"
     """No manifest and no forensic analysis (no FAN installed, or image smaller than a patch). Exit 2."""
+    NO_PROVENANCE_INCONCLUSIVE = "no_provenance_inconclusive"
+    """No manifest, and the image was encoded outside the channel the FAN was trained behind
+    (``forensics.out_of_channel`` says how), where its readings are not evidence. Exit 2."""
 
     @property
     def exit_code(self) -> int:
@@ -95,7 +100,8 @@ class VerifyReport:
         scale_mode: How the analysis scale was chosen: ``"camera-original"`` (auto,
             downscaled to the trained channel), ``"as-is"`` (auto, unknown scale),
             ``"none"`` or ``"explicit"``.
-        image_format, source_mode, frames: From :class:`rawproof.imageio.DecodedImage`.
+        image_format, source_mode, frames, jpeg_quality, jpeg_subsampling: From
+            :class:`rawproof.imageio.DecodedImage`.
         width, height: Decoded size, pixels.
         timings_ms: ``provenance``, ``decode``, ``forensics``, ``fingerprint`` (only with a
             fingerprint), ``total`` (wall, ms).
@@ -117,6 +123,8 @@ class VerifyReport:
     frames: int
     width: int
     height: int
+    jpeg_quality: int | None = None
+    jpeg_subsampling: str | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: DeviceMatch | None = None
@@ -141,7 +149,8 @@ class VerifyReport:
             },
             "capture": None if self.capture is None else json.loads(json.dumps(self.capture, default=str)),
             "image": {"format": self.image_format, "mode": self.source_mode, "frames": self.frames,
-                      "width": self.width, "height": self.height},
+                      "width": self.width, "height": self.height, "jpeg_quality": self.jpeg_quality,
+                      "jpeg_subsampling": self.jpeg_subsampling},
             "scale_mode": self.scale_mode,
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
@@ -187,6 +196,8 @@ _CLASS_WORDS = {"sharpen": "sharpening", "gaussian": "Gaussian blur", "jpeg": "J
 def _traces_phrase(fa: ForensicAnalysis) -> str:
     if not fa.available:
         return f"forensic analysis unavailable: {fa.reason}"
+    if fa.out_of_channel:
+        return f"forensic analysis inconclusive: {fa.out_of_channel} (FAN P(manipulated) {fa.score:.2f}, not evidence here)"
     if fa.traces is Traces.CONSISTENT:
         return f"traces consistent with an unedited capture (P(manipulated) {fa.score:.2f} over {fa.argmax.size} patches)"
     fractions = fa.class_fractions()
@@ -204,7 +215,7 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
     st = prov.state
     if st is ProvenanceState.VALID:
         who = f"valid C2PA signature by {prov.signer_subject}"
-        if fa.traces is Traces.MANIPULATED:
+        if fa.traces is Traces.MANIPULATED and not fa.out_of_channel:
             return Verdict.MANIPULATED, f"manipulated: {who}, but {traces}: altered before signing, or a FAN false alarm"
         return Verdict.AUTHENTIC, f"authentic: {who}; {traces}"
     if st is ProvenanceState.INVALID:
@@ -214,6 +225,8 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
         return Verdict.UNTRUSTED, f"untrusted signer ({prov.signer_subject}, not chained to a trust anchor); {traces}"
     verdict = {Traces.CONSISTENT: Verdict.NO_PROVENANCE_CONSISTENT, Traces.MANIPULATED: Verdict.NO_PROVENANCE_MANIPULATED,
                Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
+    if fa.available and fa.out_of_channel:
+        verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
     return verdict, f"no provenance (no C2PA manifest); {traces}"
 
 
@@ -324,6 +337,11 @@ def verify(
         fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, stride=stride, providers=providers, threads=threads, fan_source=source)
         if note:
             fa = replace(fa, reason=note)
+        if scale_mode != "camera-original" and fa.available:
+            # A camera original is replayed through the trained channel; anything else arrives
+            # through whatever channel it went through, which the file's encoding partly tells.
+            why = channel_mismatch(fan_config(info).trained_channel, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling)
+            fa = replace(fa, out_of_channel=why)
     t3 = time.perf_counter()
     device = None if fp is None else match(decoded.rgb, fp)
     t4 = time.perf_counter()
@@ -333,7 +351,7 @@ def verify(
     return VerifyReport(
         verdict=verdict, summary=summary, provenance=prov, capture=capture, forensics=fa, scale_mode=scale_mode,
         image_format=decoded.format, source_mode=decoded.source_mode, frames=decoded.frames,
-        width=decoded.width, height=decoded.height,
+        width=decoded.width, height=decoded.height, jpeg_quality=decoded.jpeg_quality, jpeg_subsampling=decoded.jpeg_subsampling,
         timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
                     **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
@@ -467,6 +485,8 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
                      f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
         lines.append(f"  classes: {top}")
+        if fa.out_of_channel:
+            lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
     if report.device is not None:
         d = report.device
         lines.append(f"  device: {'MATCH' if d.match else 'no match'}, PCE {d.pce:.1f} (threshold {d.threshold:g}), "

@@ -69,6 +69,7 @@ class ForensicEval:
     fan: str
     calibration: dict | None
     platform: dict
+    inconclusive: float  # fraction of all verified crops the FAN's channel check set aside (not flagged)
 
 
 def develop_split(data: str | Path, split: str, nip: str | Path, crop: int) -> list[np.ndarray]:
@@ -177,6 +178,7 @@ def evaluate_split(data: str | Path, split: str, nip: str | Path, fan: str | Pat
         class_accuracy=float(np.trace(conf) / conf.sum()), confusion=conf.tolist(), classes=classes,
         nip=find_model(nip, ModelKind.NIP).name, fan=info.name, calibration=info.metadata.get("calibration"),
         platform=dict(platform or {}),
+        inconclusive=float(np.mean([r.verdict is Verdict.NO_PROVENANCE_INCONCLUSIVE for r in reports])),
     )
     return result, reports, labels
 
@@ -215,7 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     for name in platforms:
         t = results[_key("test", name)]
         print(f"test via {name}: {t['crops_per_class']} crops/class; FPR native {100 * t['fpr']:.1f}%; "
-              + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items()) + f"; class accuracy {100 * t['class_accuracy']:.1f}%")
+              + ", ".join(f"TPR {k} {100 * v:.1f}%" for k, v in t["tpr"].items()) + f"; class accuracy {100 * t['class_accuracy']:.1f}%"
+              + f"; inconclusive (outside the FAN's channel) {100 * t['inconclusive']:.1f}%")
     return 0
 
 
