@@ -1,9 +1,10 @@
 """Image-level forensic detection through the SDK: ``python -m rawproof_train forensic-eval``.
 
 What a verifier sees: an image developed by the shipped NIP (ONNX, the SDK runtime),
-possibly manipulated by its owner, then shared through a platform (2x bilinear downscale,
-real libjpeg q50, metadata gone). ``rawproof.verify`` analyses it as-is (no provenance)
-and returns a verdict. This module measures, per manipulation class, how often the
+possibly manipulated by its owner, then shared through a platform (``--platforms``: the
+paper's 2x box downscale + libjpeg q50 4:4:4, or Pillow's bilinear + q50/q75 4:2:0; metadata
+gone). ``rawproof.verify`` analyses it as-is (no provenance) and returns a verdict; crops whose
+encoding lies outside the FAN's trained channel read inconclusive and are counted apart. This module measures, per manipulation class, how often the
 verdict says "manipulated" (true positives) and how often an untouched image is flagged
 (false positives), on held-out images.
 
