@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     assert web.channels[0].confusion == res.channels[0].confusion  # same patches, same seed
     doc = write_report([tmp_path / "nip", tmp_path / "fan", tmp_path / "fan_web"], tmp_path / "report", data=tiny_dataset, command="cmd")
     text = doc.read_text()
-    assert "| fan | fan |" in text and "| box q50 444 |" in text
+    assert "| fan | fan |" in text and "| 2x box down + dJPEG q50 444 (hard rounding) |" in text
     # columns: every channel of any run, by name, even when a NIP-only run is listed first
     assert "| run | PSNR [dB] | SSIM | patches/class | jpeg50 | webp50 | web50 |" in text
     lines = text.splitlines()
@@ -162,6 +163,52 @@ def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     assert [ln for ln in lines if ln.startswith("| fan |") and ln.endswith("| — |") and ln.count("—") == 1]
     assert [ln for ln in lines if ln.startswith("| fan_web |") and ln.count("| — |") == 1]
     assert (tmp_path / "report" / "curves.png").exists()
+
+
+def test_fan_fine_tune_behind_libjpeg(tiny_dataset: Path, tmp_path: Path) -> None:
+    from rawproof_train.train import describe_channel, make_channel
+
+    run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
+    nip = str(tmp_path / "nip" / "nip.pt")
+    run(_cfg(tiny_dataset, tmp_path / "j", regime="joint", nip_checkpoint=nip, steps=1))
+    joint_fan = torch.load(tmp_path / "j" / "fan.pt", weights_only=False)["state_dict"]
+    # real JPEG passes no gradient, so a regime that trains the NIP refuses it
+    for regime in ("joint", "nip"):
+        with pytest.raises(ValueError, match="libjpeg"):
+            _cfg(tiny_dataset, tmp_path / "x", regime=regime, nip_checkpoint=nip, backend="libjpeg")
+    with pytest.raises(ValueError, match="backend"):
+        _cfg(tiny_dataset, tmp_path / "x", regime="fan", nip_checkpoint=nip, backend="webp")
+
+    cfg = _cfg(tiny_dataset, tmp_path / "ft", regime="fan", nip_checkpoint=str(tmp_path / "j" / "nip.pt"),
+               fan_checkpoint=str(tmp_path / "j" / "fan.pt"), backend="libjpeg", steps=0)
+    # the training channel is Pillow's codec: the same bytes as encoding the box-downscaled patch directly
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    y = make_channel(cfg)(x)
+    assert not y.requires_grad
+    small = (x.detach().reshape(2, 3, 16, 2, 16, 2).mean(dim=(3, 5)) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for got, im in zip(y, small):
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="JPEG", quality=50, subsampling=0)
+        ref = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        np.testing.assert_array_equal((got.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), ref)
+    assert describe_channel(cfg) == "2x box down + libjpeg q50 444"
+    # zero steps: the FAN saved is the joint run's, i.e. the fine-tune starts from it
+    run(cfg)
+    ft = torch.load(tmp_path / "ft" / "fan.pt", weights_only=False)
+    assert all(torch.equal(ft["state_dict"][k], joint_fan[k]) for k in joint_fan)
+    assert ft["metrics"]["channel"].startswith("2x box down + libjpeg q50 444")
+    run(_cfg(tiny_dataset, tmp_path / "ft", regime="fan", nip_checkpoint=str(tmp_path / "j" / "nip.pt"),
+             fan_checkpoint=str(tmp_path / "j" / "fan.pt"), backend="libjpeg", steps=2))
+    ft = torch.load(tmp_path / "ft" / "fan.pt", weights_only=False)
+    assert any(not torch.equal(ft["state_dict"][k], joint_fan[k]) for k in joint_fan), "the fine-tune must train the FAN"
+
+
+def test_describe_channel_reads_old_config_dicts() -> None:
+    from rawproof_train.train import describe_channel
+
+    # a config.yaml from before the resize/subsampling/backend keys: their defaults apply
+    assert describe_channel({"downscale": 2, "quality": 50, "rounding": "sin"}) == "2x box down + dJPEG q50 444 (sin rounding)"
+    assert describe_channel({"quality": [50, 50, 30], "backend": "libjpeg"}) == "2x box down + libjpeg {q50, q30} 444, drawn per step"
 
 
 def test_wilson_interval_against_known_values() -> None:

@@ -183,13 +183,51 @@ def decode_rgb(image: ImageSource, *, max_pixels: int | None = MAX_PIXELS) -> De
     return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
 
 
-# ITU-T T.81 Annex K, table K.1 (luminance), natural order: what libjpeg scales by quality.
-_ANNEX_K_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-])
-_IJG_TABLES = {q: np.clip((_ANNEX_K_LUMA * (5000 // q if q < 50 else 200 - 2 * q) + 50) // 100, 1, 255) for q in range(1, 101)}
+# ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), natural (row-major) order:
+# what libjpeg scales by quality. The training package's differentiable JPEG uses them too.
+ANNEX_K_LUMA: np.ndarray = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61],
+    [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77],
+    [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101],
+    [72, 92, 95, 98, 112, 100, 103, 99],
+], dtype=np.int64)
+ANNEX_K_CHROMA: np.ndarray = np.array([
+    [17, 18, 24, 47, 99, 99, 99, 99],
+    [18, 21, 26, 66, 99, 99, 99, 99],
+    [24, 26, 56, 99, 99, 99, 99, 99],
+    [47, 66, 99, 99, 99, 99, 99, 99],
+] + [[99] * 8] * 4, dtype=np.int64)
+ANNEX_K_LUMA.flags.writeable = False
+ANNEX_K_CHROMA.flags.writeable = False
+
+PILLOW_SUBSAMPLING: dict[str, int] = {"444": 0, "422": 1, "420": 2}
+"""Chroma subsampling name -> Pillow's ``subsampling=`` value for JPEG."""
+
+
+def ijg_qtable(quality: int, chroma: bool = False) -> np.ndarray:
+    """The quantisation table libjpeg writes for ``quality`` (``jpeg_set_quality``, baseline).
+
+    Args:
+        quality: IJG quality, integer 1..100.
+        chroma: ``False`` for the luminance table, ``True`` for the chrominance table.
+
+    Returns:
+        int64 8x8 array in natural (row-major) order, values in [1, 255].
+
+    Raises:
+        ValueError: quality is not an integer in 1..100.
+    """
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip(((ANNEX_K_CHROMA if chroma else ANNEX_K_LUMA) * scale + 50) // 100, 1, 255)
+
+
+_IJG_LUMA_TABLES = {q: ijg_qtable(q) for q in range(1, 101)}
 
 
 def ijg_quality(luma_table: np.ndarray | list[int]) -> int | None:
@@ -199,10 +237,10 @@ def ijg_quality(luma_table: np.ndarray | list[int]) -> int | None:
     if t.size != 64:
         return None
     # Several qualities can give one table (e.g. 98-100 all clip to 1); report the lowest.
-    return next((q for q, ref in _IJG_TABLES.items() if np.array_equal(ref, t)), None)
+    return next((q for q, ref in _IJG_LUMA_TABLES.items() if np.array_equal(ref.reshape(-1), t)), None)
 
 
-_SUBSAMPLING = {0: "444", 1: "422", 2: "420"}
+_SUBSAMPLING = {v: k for k, v in PILLOW_SUBSAMPLING.items()}
 
 
 def _jpeg_encoding(im: Image.Image) -> tuple[int | None, str | None]:

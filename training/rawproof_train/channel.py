@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from rawproof.imageio import PILLOW_SUBSAMPLING
 from rawproof_train._checks import check_choice, check_shape
 from rawproof_train.jpeg import Rounding, Subsampling, djpeg, quality_qtable
 
@@ -59,9 +60,6 @@ class Resize(str, Enum):
     """Bilinear without antialiasing: a 2x2 box average at factor 2 (the paper's channel)."""
     BILINEAR = "bilinear"
     """Antialiased bilinear, as Pillow's ``Image.BILINEAR`` (what platforms and the demo use)."""
-
-
-_PILLOW_SUBSAMPLING = {Subsampling.S444: 0, Subsampling.S420: 2}
 
 
 def downscale(x: torch.Tensor, factor: int = 2, resize: Resize | str = Resize.BOX) -> torch.Tensor:
@@ -102,7 +100,7 @@ def libjpeg_roundtrip(x: torch.Tensor, quality: int, subsampling: Subsampling | 
     decoded = []
     for im in images:
         buf = io.BytesIO()
-        Image.fromarray(im, "RGB").save(buf, format="JPEG", quality=int(quality), subsampling=_PILLOW_SUBSAMPLING[Subsampling(subsampling)])
+        Image.fromarray(im, "RGB").save(buf, format="JPEG", quality=int(quality), subsampling=PILLOW_SUBSAMPLING[Subsampling(subsampling).value])
         with Image.open(io.BytesIO(buf.getvalue())) as dec:
             decoded.append(np.asarray(dec.convert("RGB")))
     out = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
@@ -204,7 +202,8 @@ class RandomChannel(nn.Module):
     and independently (repeat a value to weight it) with torch's global generator, so a seeded,
     checkpointed training run draws the same sequence when resumed. The whole batch of one call
     goes through one draw. :attr:`nominal` is the channel of the first choices, the one
-    validation and the SDK's replay of a camera original use.
+    validation and the SDK's replay of a camera original use. ``backend="libjpeg"`` puts real
+    JPEG behind every choice (no gradient: for a FAN trained on a frozen NIP).
 
     Shape:
         - input: (N, 3, H, W), sRGB [0, 1]
@@ -223,12 +222,13 @@ class RandomChannel(nn.Module):
         rounding: Rounding | str = Rounding.SIN,
         subsamplings: list[str] | tuple[str, ...] = ("444",),
         resizes: list[str] | tuple[str, ...] = ("box",),
+        backend: Backend | str = Backend.TORCH,
     ) -> None:
         super().__init__()
         if not qualities or not subsamplings or not resizes:
             raise ValueError("qualities, subsamplings and resizes each need at least one choice")
         self.choices = [
-            Channel(downscale, q, rounding, Backend.TORCH, s, r) for q in qualities for s in subsamplings for r in resizes
+            Channel(downscale, q, rounding, backend, s, r) for q in qualities for s in subsamplings for r in resizes
         ]
         self.sizes = (len(qualities), len(subsamplings), len(resizes))
 
@@ -244,4 +244,7 @@ class RandomChannel(nn.Module):
         qs = sorted({c.quality for c in self.choices})
         subs = sorted({c.subsampling.value for c in self.choices})
         rs = sorted({c.resize.value for c in self.choices})
-        return f"downscale={self.nominal.downscale}, qualities={qs}, subsamplings={subs}, resizes={rs}, rounding={self.nominal.rounding.value!r}"
+        return (
+            f"downscale={self.nominal.downscale}, qualities={qs}, subsamplings={subs}, resizes={rs}, "
+            f"rounding={self.nominal.rounding.value!r}, backend={self.nominal.backend.value!r}"
+        )

@@ -38,11 +38,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from rawproof.forensics import fit_calibration, fit_decision, measure_robustness
+from rawproof.imageio import PILLOW_SUBSAMPLING
 from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
 from rawproof.runtime import clear_session_cache, get_session
 from rawproof.tiling import run_nip
 from rawproof.verify import Verdict, verify
 from rawproof_train.channel import libjpeg_roundtrip
+from rawproof_train.jpeg import Subsampling
 from rawproof_train.data import load_manifest, load_pair
 from rawproof_train.evaluate import wilson_interval
 from rawproof_train.manipulations import create_manipulation
@@ -115,7 +117,7 @@ def share(rgb: np.ndarray, *, downscale: int = 2, quality: int = 50, subsampling
     else:
         raise ValueError(f"resize must be 'box' or 'bilinear', got {resize!r}")
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, subsampling={"444": 0, "420": 2}[str(subsampling)])
+    img.save(buf, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[Subsampling(str(subsampling)).value])
     return buf.getvalue()
 
 

@@ -47,6 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rawproof.imageio import ANNEX_K_CHROMA as CHROMA_QTABLE
+from rawproof.imageio import ANNEX_K_LUMA as LUMA_QTABLE
+from rawproof.imageio import ijg_qtable as quality_qtable
 from rawproof_train._checks import check_choice, check_shape
 
 __all__ = [
@@ -89,35 +92,6 @@ class Subsampling(str, Enum):
     """Chroma halved in both directions (Pillow ``subsampling=2``)."""
 
 
-# ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), natural (row-major) order.
-LUMA_QTABLE: np.ndarray = np.array(
-    [
-        [16, 11, 10, 16, 24, 40, 51, 61],
-        [12, 12, 14, 19, 26, 58, 60, 55],
-        [14, 13, 16, 24, 40, 57, 69, 56],
-        [14, 17, 22, 29, 51, 87, 80, 62],
-        [18, 22, 37, 56, 68, 109, 103, 77],
-        [24, 35, 55, 64, 81, 104, 113, 92],
-        [49, 64, 78, 87, 103, 121, 120, 101],
-        [72, 92, 95, 98, 112, 100, 103, 99],
-    ],
-    dtype=np.int64,
-)
-CHROMA_QTABLE: np.ndarray = np.array(
-    [
-        [17, 18, 24, 47, 99, 99, 99, 99],
-        [18, 21, 26, 66, 99, 99, 99, 99],
-        [24, 26, 56, 99, 99, 99, 99, 99],
-        [47, 66, 99, 99, 99, 99, 99, 99],
-        [99, 99, 99, 99, 99, 99, 99, 99],
-        [99, 99, 99, 99, 99, 99, 99, 99],
-        [99, 99, 99, 99, 99, 99, 99, 99],
-        [99, 99, 99, 99, 99, 99, 99, 99],
-    ],
-    dtype=np.int64,
-)
-
-
 def _zigzag() -> np.ndarray:
     order = sorted(((r, c) for r in range(8) for c in range(8)), key=lambda rc: (rc[0] + rc[1], rc[0] if (rc[0] + rc[1]) % 2 else rc[1]))
     return np.array([r * 8 + c for r, c in order], dtype=np.int64)
@@ -131,26 +105,6 @@ _RGB2YCC = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]], dtype=torch.float64
 )
 _YCC2RGB = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136286, -0.714136286], [1.0, 1.772, 0.0]], dtype=torch.float64)
-
-
-def quality_qtable(quality: int, chroma: bool = False) -> np.ndarray:
-    """The quantisation table libjpeg writes for ``quality`` (``jpeg_set_quality``, baseline).
-
-    Args:
-        quality: IJG quality, integer 1..100.
-        chroma: ``False`` for the luminance table, ``True`` for the chrominance table.
-
-    Returns:
-        int64 8x8 array in natural (row-major) order, values in [1, 255].
-
-    Raises:
-        ValueError: quality is not an integer in 1..100.
-    """
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    base = CHROMA_QTABLE if chroma else LUMA_QTABLE
-    return np.clip((base * scale + 50) // 100, 1, 255)
 
 
 def dct_matrix(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from rawproof.imageio import PILLOW_SUBSAMPLING
 from rawproof_train.jpeg import (
     ZIGZAG,
     Subsampling,
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 
 QUALITIES = (30, 50, 80, 95)
 SUBSAMPLINGS = (Subsampling.S444, Subsampling.S420)
-_PILLOW_SUBSAMPLING = {Subsampling.S444: 0, Subsampling.S420: 2}
 COMMAND = "python -m rawproof_train.jpeg_report -o docs/djpeg_vs_libjpeg.md"
 
 
@@ -273,7 +273,7 @@ def image_blocks(coefs: JpegCoefficients, height: int, width: int) -> list[tuple
 def pillow_jpeg(image: np.ndarray, quality: int, subsampling: Subsampling | str) -> tuple[bytes, np.ndarray]:
     """Encode an HxWx3 uint8 image with Pillow and decode it; returns (file bytes, decoded HxWx3 uint8)."""
     buf = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality, subsampling=_PILLOW_SUBSAMPLING[Subsampling(subsampling)])
+    Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[Subsampling(subsampling).value])
     data = buf.getvalue()
     with Image.open(io.BytesIO(data)) as im:
         decoded = np.asarray(im.convert("RGB"))

@@ -28,6 +28,7 @@ from PIL import Image  # noqa: E402
 
 from rawproof_train.data import load_manifest, load_pair  # noqa: E402
 from rawproof_train.nip import create_nip  # noqa: E402
+from rawproof_train.train import describe_channel  # noqa: E402
 
 __all__ = ["load_run", "write_report", "register"]
 
@@ -49,12 +50,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 
 def _channel(cfg: dict) -> str:
-    if cfg.get("regime") == "nip":
-        return "—"
-
-    def fmt(v: Any, unit: str = "") -> str:
-        return "{" + ", ".join(f"{unit}{x}" for x in dict.fromkeys(v)) + "}" if isinstance(v, list) else f"{unit}{v}"
-    return f"{fmt(cfg.get('resize', 'box'))} {fmt(cfg.get('quality', 50), 'q')} {fmt(cfg.get('subsampling', '444'))}"
+    return "—" if cfg.get("regime") == "nip" else describe_channel(cfg)
 
 
 def _fmt_ci(acc: float, ci: list[float]) -> str:
@@ -153,12 +149,12 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
     runs = [load_run(p) for p in run_dirs]
     lines = ["# Training results", "", "Generated from the run logs by:", "", "```bash", command or "python -m rawproof_train report ...", "```", ""]
     lines += ["## Runs", "",
-              "`lr`: FAN (or NIP-only) learning rate; `NIP lr`: the NIP's in joint runs. `rounding`: dJPEG rounding in "
-              "the training channel (`sin` is invertible, see rawproof_train.jpeg); validation always rounds hard, through "
-              "the nominal channel (the first of each drawn list). `channel`: the training channel the run ended with; "
-              "`{a, b}` = drawn per step; a run continued with other settings lists when (config.yaml `changed_on_resume`).", "",
-              "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | rounding | channel | final val PSNR [dB] | final val acc |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "`lr`: FAN (or NIP-only) learning rate; `NIP lr`: the NIP's in joint runs. `channel`: the training channel "
+              "the run ended with (`{a, b}` = drawn per step; a run continued with other settings lists when in config.yaml "
+              "`changed_on_resume`); dJPEG rounding `sin` is invertible (see rawproof_train.jpeg), `libjpeg` is real JPEG "
+              "behind a frozen NIP. Validation rounds hard, through the nominal channel (the first of each drawn list).", "",
+              "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | channel | final val PSNR [dB] | final val acc |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c, last = r["config"], (r["log"][-1] if r["log"] else {})
         lam = f"{c.get('lam'):g}" if c.get("regime") == "joint" else "—"
@@ -166,7 +162,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
         psnr = f"{last['val_psnr_db']:.2f}" if "val_psnr_db" in last else "—"
         nip_lr = c.get("nip_lr") or c.get("lr") if c.get("regime") == "joint" else "—"
         lines.append(f"| {r['name']} | {c.get('regime')} | {c.get('nip')} | {lam} | {int(last.get('step', 0))} | {c.get('batch')} | "
-                     f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {c.get('rounding', 'sin')} | {_channel(c)} | {psnr} | {acc} |")
+                     f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {_channel(c)} | {psnr} | {acc} |")
     evals = [r for r in runs if r["eval"]]
     if evals:
         # NIP-only runs evaluate no channel: the columns come from the first run with a FAN

@@ -31,6 +31,7 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class TrainConfig:
     subsampling: str | list[str] = "444"
     resize: str | list[str] = "box"
     rounding: str = "hard"
+    # "libjpeg": real JPEG (Pillow) in the channel. It passes no gradient, so only train-fan, whose
+    # NIP is frozen, may use it: a FAN fine-tuned behind the very codec it is evaluated through.
+    backend: str = "torch"
     patches_per_image: int = 32
     val_patches: int = 120
     val_every: int = 100
@@ -105,6 +109,10 @@ class TrainConfig:
         for key in ("quality", "subsampling", "resize"):
             if isinstance(getattr(self, key), list) and not getattr(self, key):
                 raise ValueError(f"{key} must be a value or a non-empty list of values")
+        if self.backend not in ("torch", "libjpeg"):
+            raise ValueError(f"backend must be 'torch' or 'libjpeg', got {self.backend!r}")
+        if self.backend == "libjpeg" and self.regime != "fan":
+            raise ValueError(f"backend 'libjpeg' passes no gradient to the NIP: train-{self.regime} needs 'torch' (only train-fan may use libjpeg)")
         unknown = [c for c in self.classes if c not in MANIPULATIONS]
         if unknown or len(self.classes) < 2:
             raise ValueError(f"classes must be >= 2 of {list(MANIPULATIONS)}, got {self.classes}")
@@ -257,18 +265,33 @@ def make_channel(cfg: TrainConfig, rounding: str | None = None) -> RandomChannel
     # str(): YAML reads an unquoted 444 as an integer.
     return RandomChannel(
         cfg.downscale, [int(q) for q in _choices(cfg.quality)], rounding or cfg.rounding,
-        [str(v) for v in _choices(cfg.subsampling)], [str(v) for v in _choices(cfg.resize)],
+        [str(v) for v in _choices(cfg.subsampling)], [str(v) for v in _choices(cfg.resize)], cfg.backend,
     )
 
 
-def describe_channel(cfg: TrainConfig) -> str:
-    """Human-readable training channel, e.g. ``2x box down + dJPEG q50 4:4:4 (hard rounding)``."""
+def describe_channel(cfg: TrainConfig | Mapping[str, Any]) -> str:
+    """Human-readable training channel, e.g. ``2x box down + dJPEG q50 444 (hard rounding)``.
+
+    ``cfg`` may also be a run's raw ``config.yaml`` dict (the report reads those); keys it lacks
+    (runs older than the key) take the :class:`TrainConfig` defaults.
+    """
+    defaults = TrainConfig()
+    if isinstance(cfg, Mapping):
+        def get(key: str) -> Any:
+            return cfg.get(key, getattr(defaults, key))
+    else:
+        def get(key: str) -> Any:
+            return getattr(cfg, key)
+
     def fmt(value: Any, unit: str = "") -> str:
-        vals = _choices(value)
+        vals = list(dict.fromkeys(_choices(value)))
         return f"{unit}{vals[0]}" if len(vals) == 1 else "{" + ", ".join(f"{unit}{v}" for v in vals) + "}"
 
-    desc = f"{cfg.downscale}x {fmt(cfg.resize)} down + dJPEG {fmt(cfg.quality, 'q')} {fmt(cfg.subsampling)} ({cfg.rounding} rounding)"
-    return desc + (", drawn per step" if any(isinstance(getattr(cfg, k), list) for k in ("quality", "subsampling", "resize")) else "")
+    codec = f"dJPEG {fmt(get('quality'), 'q')} {fmt(get('subsampling'))} ({get('rounding')} rounding)"
+    if get("backend") == "libjpeg":
+        codec = f"libjpeg {fmt(get('quality'), 'q')} {fmt(get('subsampling'))}"
+    desc = f"{get('downscale')}x {fmt(get('resize'))} down + {codec}"
+    return desc + (", drawn per step" if any(isinstance(get(k), list) for k in ("quality", "subsampling", "resize")) else "")
 
 
 def _state(run: _Run, rng: np.random.Generator) -> dict[str, Any]:
@@ -299,7 +322,7 @@ def _export_ckpt(module: nn.Module, kind: str, arch: str, cfg: TrainConfig, metr
 
 @torch.no_grad()
 def validate(run: _Run, val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-    """NIP PSNR against the reference target and, with a FAN, accuracy through the (differentiable, hard-rounded) channel."""
+    """NIP PSNR against the reference target and, with a FAN, accuracy through the nominal training channel (dJPEG hard-rounded, or libjpeg)."""
     run.nip.eval()
     stack, target = val
     rgb = torch.cat([run.nip(s) for s in stack.split(40)])
@@ -479,7 +502,13 @@ def _add_common(p: argparse.ArgumentParser, regime: str) -> None:
     )
     if regime == "joint":
         m.add_argument("--lambda", dest="lam", type=float, help="weight of the NIP fidelity term (MSE in 8-bit units)")
-        m.add_argument("--fan-checkpoint", dest="fan_checkpoint", help="start the FAN from this checkpoint (e.g. the baseline)")
+    if regime in ("fan", "joint"):
+        m.add_argument(
+            "--fan-checkpoint",
+            dest="fan_checkpoint",
+            help="start the FAN from this checkpoint (e.g. the baseline"
+            + (", or a joint run's fan.pt to fine-tune it on that run's frozen NIP; --set backend=libjpeg trains it behind real JPEG)" if regime == "fan" else ")"),
+        )
 
 
 def _cmd(regime: str):
