@@ -223,3 +223,27 @@ def test_ssim_identity_and_noise() -> None:
     a = rng.uniform(size=(40, 40, 3))
     assert ssim(a, a) == pytest.approx(1.0)
     assert ssim(a, np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)) < 0.9
+
+
+def test_nip_width_travels_with_the_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    from rawproof_export.onnx_export import build_module, load_checkpoint
+    from rawproof_train.nip import INetPlus, nip_from_checkpoint
+
+    with pytest.raises(ValueError, match="nip_width"):
+        load_config(None, nip="inet", nip_width=16)
+    run(_cfg(tiny_dataset, tmp_path / "inet", regime="nip", steps=1))
+    # a half-width residual (4 filters here, to stay fast) grown from the INet checkpoint
+    run(_cfg(tiny_dataset, tmp_path / "wide", regime="nip", nip="inetplus", nip_width=4, nip_checkpoint=str(tmp_path / "inet" / "nip.pt"), steps=1))
+    ckpt = torch.load(tmp_path / "wide" / "nip.pt", weights_only=False)
+    assert ckpt["arch_kwargs"] == {"base_filters": 4}
+    nip = nip_from_checkpoint(ckpt)
+    assert isinstance(nip, INetPlus) and nip.residual.head.in_channels == 4
+    exported = build_module(load_checkpoint(tmp_path / "wide" / "nip.pt"))
+    x = torch.rand(1, 4, 16, 16)
+    torch.testing.assert_close(exported(x), nip(x))
+    # a FAN run on that NIP must say which width to use, not fail inside load_state_dict
+    with pytest.raises(ValueError, match="nip_width: 4"):
+        run(_cfg(tiny_dataset, tmp_path / "fan", regime="fan", nip="inetplus", nip_checkpoint=str(tmp_path / "wide" / "nip.pt"), steps=1))
+    run(_cfg(tiny_dataset, tmp_path / "fan", regime="fan", nip="inetplus", nip_width=4, nip_checkpoint=str(tmp_path / "wide" / "nip.pt"), steps=1))
+    res = evaluate_run(tmp_path / "fan", data=tiny_dataset, patches_per_class=2, patch=32, channels=(ChannelSpec("jpeg50", "jpeg", 50),))
+    assert res.nip == "inetplus" and np.isfinite(res.psnr_db)

@@ -13,6 +13,7 @@ Checkpoint format (what ``rawproof_train`` saves with ``torch.save``, read here 
         "metrics": {...},            # measured figures, e.g. {"psnr_db": 41.2, "channel": "..."}
         "trained_on": "sha256:...",  # data manifest hash
         "git_commit": "...",         # optional; the current checkout's commit otherwise
+        "arch_kwargs": {...},        # NIP: optional constructor arguments, e.g. {"base_filters": 16}
     }
 
 Export steps (:func:`export_model`): ``torch.onnx.export`` with dynamic N, h, w ->
@@ -39,7 +40,7 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class Checkpoint:
     metrics: Mapping[str, Any]
     trained_on: str
     git_commit: str | None = None
+    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         metrics=dict(raw.get("metrics") or {}),
         trained_on=str(raw.get("trained_on", "unknown")),
         git_commit=raw.get("git_commit"),
+        arch_kwargs=dict(raw.get("arch_kwargs") or {}),
     )
 
 
@@ -156,7 +159,7 @@ def build_module(ckpt: Checkpoint) -> torch.nn.Module:
     if ckpt.kind is ModelKind.NIP:
         from rawproof_train.nip import create_nip
 
-        module = create_nip(ckpt.arch)
+        module = create_nip(ckpt.arch, **ckpt.arch_kwargs)
     else:
         from rawproof_train.fan import FAN
 

@@ -39,7 +39,7 @@ from rawproof_train.channel import downscale, libjpeg_roundtrip
 from rawproof_train.data import load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
 from rawproof_train.manipulations import create_manipulation
-from rawproof_train.nip import create_nip
+from rawproof_train.nip import nip_from_checkpoint
 
 __all__ = ["ChannelSpec", "CHANNELS", "EvalResult", "ssim", "wilson_interval", "evaluate_run", "register"]
 
@@ -145,9 +145,8 @@ class EvalResult:
 def _load(path: Path, kind: str) -> tuple[torch.nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if kind == "nip":
-        m = create_nip(ckpt["arch"])
-    else:
-        m = FAN(n_classes=len(ckpt["classes"]))
+        return nip_from_checkpoint(ckpt), ckpt
+    m = FAN(n_classes=len(ckpt["classes"]))
     m.load_state_dict(ckpt["state_dict"])
     return m.eval(), ckpt
 

@@ -31,7 +31,8 @@ check it against the gradient of one output pixel. For tiled inference an input-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from torch import nn
 
 from rawproof_train._checks import check_shape
 
-__all__ = ["NIP", "INet", "INetPlus", "UNet", "DNet", "NIPS", "create_nip", "count_parameters", "bayer_scatter_weight", "srgb_oetf"]
+__all__ = ["NIP", "INet", "INetPlus", "UNet", "DNet", "NIPS", "create_nip", "nip_from_checkpoint", "count_parameters", "bayer_scatter_weight", "srgb_oetf"]
 
 Span = tuple[int, int]
 
@@ -358,6 +359,17 @@ def create_nip(name: str, **kw: object) -> NIP:
     if name.lower() not in by_lower:
         raise ValueError(f"unknown NIP {name!r}; known: {sorted(NIPS)}")
     return by_lower[name.lower()](**kw)
+
+
+def nip_from_checkpoint(ckpt: Mapping[str, Any]) -> NIP:
+    """The NIP a training checkpoint (``nip.pt``) holds, weights loaded (strict), in eval mode.
+
+    ``ckpt["arch_kwargs"]`` (e.g. ``{"base_filters": 16}``) rebuilds a non-default width;
+    checkpoints without it use the architecture's defaults.
+    """
+    model = create_nip(str(ckpt["arch"]), **dict(ckpt.get("arch_kwargs") or {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -133,12 +133,10 @@ def _reference(frame: RawFrame) -> np.ndarray:
 def _nip_developer(path: Path) -> Developer:
     import torch
 
-    from rawproof_train.nip import create_nip
+    from rawproof_train.nip import nip_from_checkpoint
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    nip = create_nip(ckpt["arch"])
-    nip.load_state_dict(ckpt["state_dict"])
-    nip.eval()
+    nip = nip_from_checkpoint(ckpt)
 
     def develop(frame: RawFrame) -> np.ndarray:
         with torch.no_grad():

@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rawproof_train.data import load_manifest, load_pair  # noqa: E402
-from rawproof_train.nip import create_nip  # noqa: E402
+from rawproof_train.nip import nip_from_checkpoint  # noqa: E402
 from rawproof_train.train import describe_channel  # noqa: E402
 
 __all__ = ["load_run", "write_report", "register"]
@@ -133,8 +133,7 @@ def _samples(runs: list[dict], data: Path, out: Path, crop: int = 192) -> str | 
         row = [np.asarray(pair.target[y:y + crop, x:x + crop])]
         for _, path in nips:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            nip = create_nip(ckpt["arch"])
-            nip.load_state_dict(ckpt["state_dict"])
+            nip = nip_from_checkpoint(ckpt)
             s = torch.from_numpy(np.array(pair.stack[:, y // 2:(y + crop) // 2, x // 2:(x + crop) // 2]))[None]
             row.append((nip.eval()(s).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         tiles.append(np.concatenate(row, axis=1))

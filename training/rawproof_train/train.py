@@ -70,6 +70,9 @@ class TrainConfig:
     data: str = "cache/dataset"
     out: str = "runs/joint"
     nip: str = "inet"
+    # Filters of the first UNet level (unet: 32 = the paper's; inetplus's residual: 8 = quarter
+    # width); None keeps the architecture's default. Saved in nip.pt as arch_kwargs.
+    nip_width: int | None = None
     nip_checkpoint: str | None = None
     fan_checkpoint: str | None = None
     classes: list[str] = field(default_factory=lambda: list(MANIPULATIONS))
@@ -109,6 +112,9 @@ class TrainConfig:
         for key in ("quality", "subsampling", "resize"):
             if isinstance(getattr(self, key), list) and not getattr(self, key):
                 raise ValueError(f"{key} must be a value or a non-empty list of values")
+        if self.nip_width is not None and (self.nip.lower() not in ("unet", "inetplus") or isinstance(self.nip_width, bool)
+                                           or not isinstance(self.nip_width, int) or self.nip_width < 1):
+            raise ValueError(f"nip_width (an integer >= 1) applies to unet and inetplus only, got {self.nip_width!r} for {self.nip!r}")
         if self.backend not in ("torch", "libjpeg"):
             raise ValueError(f"backend must be 'torch' or 'libjpeg', got {self.backend!r}")
         if self.backend == "libjpeg" and self.regime != "fan":
@@ -229,11 +235,19 @@ def _load_weights(module: nn.Module, path: str, kind: str) -> None:
         # its fidelity-only starting point is exactly that INet.
         module.inet.load_state_dict(ckpt["state_dict"])
         return
+    own = module.state_dict()
+    if kind == "nip" and any(k in own and v.shape != own[k].shape for k, v in ckpt["state_dict"].items()):
+        width = (ckpt.get("arch_kwargs") or {}).get("base_filters", "the architecture's default")
+        raise ValueError(f"{path} holds a NIP of another width (nip_width: {width}); set nip_width to match")
     module.load_state_dict(ckpt["state_dict"])
 
 
+def _nip_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    return {} if cfg.nip_width is None else {"base_filters": cfg.nip_width}
+
+
 def _build(cfg: TrainConfig) -> _Run:
-    nip = create_nip(cfg.nip).to(cfg.device)
+    nip = create_nip(cfg.nip, **_nip_kwargs(cfg)).to(cfg.device)
     if cfg.nip_checkpoint:
         _load_weights(nip, cfg.nip_checkpoint, "nip")
     elif cfg.regime != "nip":
@@ -310,6 +324,7 @@ def _state(run: _Run, rng: np.random.Generator) -> dict[str, Any]:
 def _export_ckpt(module: nn.Module, kind: str, arch: str, cfg: TrainConfig, metrics: dict, trained_on: str) -> dict[str, Any]:
     return {
         "arch": arch,
+        "arch_kwargs": _nip_kwargs(cfg) if kind == "nip" else {},
         "kind": kind,
         "state_dict": {k: v.detach().cpu().float() for k, v in module.state_dict().items()},
         "config": dataclasses.asdict(cfg),
