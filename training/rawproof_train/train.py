@@ -6,7 +6,9 @@ then through the distribution channel (2x bilinear downscale + differentiable JP
 and the FAN classifies the result. Three regimes share one loop (:func:`run`):
 
 * ``train-nip``   -- NIP alone, loss = MSE(NIP(stack), reference target);
-* ``train-fan``   -- FAN alone on the outputs of a frozen fidelity-only NIP (the baseline);
+* ``train-fan``   -- FAN alone on the outputs of a frozen NIP: the fidelity-only one (the baseline),
+  or a joint run's, to fine-tune its FAN (``--fan-checkpoint``), also behind real libjpeg
+  (``backend=libjpeg``; no gradient has to pass the codec when the NIP is frozen);
 * ``train-joint`` -- both, loss = CE(FAN) + lambda * MSE8(NIP), starting from the pretrained NIP.
 
 ``MSE8`` is the mean squared error in 8-bit units (255^2 x MSE on [0,1]), so lambda reads the
@@ -560,7 +562,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     helps = {
         "nip": "pretrain a NIP alone (L2 against the reference pipeline)",
-        "fan": "train the FAN alone on a frozen fidelity-only NIP (the baseline)",
+        "fan": "train the FAN alone on a frozen NIP (the baseline; or fine-tune a joint run's FAN, also behind real libjpeg)",
         "joint": "train NIP and FAN jointly: CE + lambda * MSE8",
     }
     for regime in REGIMES:
