@@ -227,7 +227,7 @@ def ijg_qtable(quality: int, chroma: bool = False) -> np.ndarray:
     return np.clip(((ANNEX_K_CHROMA if chroma else ANNEX_K_LUMA) * scale + 50) // 100, 1, 255)
 
 
-_IJG_LUMA_TABLES = {q: ijg_qtable(q) for q in range(1, 101)}
+_IJG_LUMA_TABLES = {q: ijg_qtable(q).reshape(-1) for q in range(1, 101)}
 
 
 def ijg_quality(luma_table: np.ndarray | list[int]) -> int | None:
@@ -237,7 +237,7 @@ def ijg_quality(luma_table: np.ndarray | list[int]) -> int | None:
     if t.size != 64:
         return None
     # Several qualities can give one table (e.g. 98-100 all clip to 1); report the lowest.
-    return next((q for q, ref in _IJG_LUMA_TABLES.items() if np.array_equal(ref.reshape(-1), t)), None)
+    return next((q for q, ref in _IJG_LUMA_TABLES.items() if np.array_equal(ref, t)), None)
 
 
 _SUBSAMPLING = {v: k for k, v in PILLOW_SUBSAMPLING.items()}

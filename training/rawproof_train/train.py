@@ -237,8 +237,8 @@ def _load_weights(module: nn.Module, path: str, kind: str) -> None:
         # its fidelity-only starting point is exactly that INet.
         module.inet.load_state_dict(ckpt["state_dict"])
         return
-    own = module.state_dict()
-    if kind == "nip" and any(k in own and v.shape != own[k].shape for k, v in ckpt["state_dict"].items()):
+    own = module.state_dict() if kind == "nip" else {}
+    if any(k in own and v.shape != own[k].shape for k, v in ckpt["state_dict"].items()):
         width = (ckpt.get("arch_kwargs") or {}).get("base_filters", "the architecture's default")
         raise ValueError(f"{path} holds a NIP of another width (nip_width: {width}); set nip_width to match")
     module.load_state_dict(ckpt["state_dict"])
@@ -291,23 +291,16 @@ def describe_channel(cfg: TrainConfig | Mapping[str, Any]) -> str:
     ``cfg`` may also be a run's raw ``config.yaml`` dict (the report reads those); keys it lacks
     (runs older than the key) take the :class:`TrainConfig` defaults.
     """
-    defaults = TrainConfig()
-    if isinstance(cfg, Mapping):
-        def get(key: str) -> Any:
-            return cfg.get(key, getattr(defaults, key))
-    else:
-        def get(key: str) -> Any:
-            return getattr(cfg, key)
+    c = {**dataclasses.asdict(TrainConfig()), **cfg} if isinstance(cfg, Mapping) else dataclasses.asdict(cfg)
 
     def fmt(value: Any, unit: str = "") -> str:
         vals = list(dict.fromkeys(_choices(value)))
         return f"{unit}{vals[0]}" if len(vals) == 1 else "{" + ", ".join(f"{unit}{v}" for v in vals) + "}"
 
-    codec = f"dJPEG {fmt(get('quality'), 'q')} {fmt(get('subsampling'))} ({get('rounding')} rounding)"
-    if get("backend") == "libjpeg":
-        codec = f"libjpeg {fmt(get('quality'), 'q')} {fmt(get('subsampling'))}"
-    desc = f"{get('downscale')}x {fmt(get('resize'))} down + {codec}"
-    return desc + (", drawn per step" if any(isinstance(get(k), list) for k in ("quality", "subsampling", "resize")) else "")
+    real = c["backend"] == "libjpeg"
+    desc = (f"{c['downscale']}x {fmt(c['resize'])} down + {'libjpeg' if real else 'dJPEG'} {fmt(c['quality'], 'q')} "
+            f"{fmt(c['subsampling'])}" + ("" if real else f" ({c['rounding']} rounding)"))
+    return desc + (", drawn per step" if any(isinstance(c[k], list) for k in ("quality", "subsampling", "resize")) else "")
 
 
 def _state(run: _Run, rng: np.random.Generator) -> dict[str, Any]:
