@@ -182,3 +182,17 @@ def test_jpeg_quality_none_for_custom_tables_and_other_formats():
     d = decode_rgb(buf.getvalue())
     assert d.jpeg_quality is None and d.jpeg_subsampling is None
     assert ijg_quality([1] * 63) is None
+
+
+def test_frame_header_listing_fewer_components_than_declared_is_a_typed_error():
+    # Found by fuzz_verify: an SOF0 that declares 3 components but lists 2 made Pillow's
+    # get_sampling raise IndexError while verify() read the chroma subsampling.
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG", quality=50)
+    data = buf.getvalue()
+    sof = data.index(b"\xff\xc0")
+    length = int.from_bytes(data[sof + 2:sof + 4], "big")
+    assert data[sof + 9] == 3 and length == 8 + 3 * 3
+    cut = data[:sof + 2] + (length - 3).to_bytes(2, "big") + data[sof + 4:sof + 2 + length - 3] + data[sof + 2 + length:]
+    with pytest.raises(ImageFormatError):
+        decode_rgb(cut)

@@ -246,4 +246,7 @@ _SUBSAMPLING = {v: k for k, v in PILLOW_SUBSAMPLING.items()}
 def _jpeg_encoding(im: Image.Image) -> tuple[int | None, str | None]:
     tables = getattr(im, "quantization", None) or {}
     quality = ijg_quality(list(tables[0])) if 0 in tables else None
-    return quality, _SUBSAMPLING.get(JpegImagePlugin.get_sampling(im), "other")
+    # A frame header may declare more components than it lists; Pillow's get_sampling then
+    # indexes past its component list, so such a file reads as "other" instead.
+    complete = len(getattr(im, "layer", ())) == getattr(im, "layers", None)
+    return quality, _SUBSAMPLING.get(JpegImagePlugin.get_sampling(im) if complete else -1, "other")
