@@ -9,7 +9,8 @@ threads calling a kernel at once overlap (the GIL is released).
 The report is a list of sections. Each section is a function ``(BenchConfig) ->
 list[BenchRow]``, named in :data:`SECTIONS`: ``kernels``, ``python_threads``, ``develop``
 (per-stage times for each shipped NIP), ``provenance`` (signing, validation) and
-``verify`` (signature + FAN over the image). ``--section`` picks some.
+``verify`` (signature + FAN over the image) and ``web`` (the verify page: upload to verdict
+next to verify()'s own time, and hostile uploads). ``--section`` picks some.
 
 The numpy implementations here are independent of the C++ code and serve as the
 speed baseline; each row also reports the largest difference between numpy and
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["KERNELS", "SECTIONS", "BenchConfig", "BenchRow", "kernel_rows", "overlap_rows", "develop_rows", "signing_rows", "verify_rows", "register", "run_bench"]
+__all__ = ["KERNELS", "SECTIONS", "BenchConfig", "BenchRow", "kernel_rows", "overlap_rows", "develop_rows", "signing_rows", "verify_rows", "web_rows", "register", "run_bench"]
 
 _log = logging.getLogger(__name__)
 
@@ -256,12 +257,21 @@ def verify_rows(cfg: BenchConfig) -> list[BenchRow]:
     return _numeric_rows("verify", bench_verify(cfg.width, cfg.height, repeats=min(cfg.repeat, 2)), "name")
 
 
+def web_rows(cfg: BenchConfig) -> list[BenchRow]:
+    """Section ``web``: the verify page (HTTP and headless Chromium) vs verify() on the same image,
+    and a ninth user's verdict under 8 concurrent hostile uploads (:func:`rawproof.web.measure.bench_web`)."""
+    from rawproof.web.measure import bench_web
+
+    return _numeric_rows("web", bench_web(cfg.width, cfg.height, repeats=min(cfg.repeat, 3)), "name")
+
+
 SECTIONS: dict[str, Callable[[BenchConfig], list[BenchRow]]] = {
     "kernels": kernel_rows,
     "python_threads": overlap_rows,
     "develop": develop_rows,
     "provenance": signing_rows,
     "verify": verify_rows,
+    "web": web_rows,
 }
 """Report sections by name, in order."""
 

@@ -18,6 +18,7 @@ __all__ = [
     "VerificationError",
     "ImageFormatError",
     "FingerprintError",
+    "ServiceLimitError",
 ]
 
 
@@ -65,3 +66,17 @@ class ImageFormatError(VerificationError, ValueError):
 
 class FingerprintError(RawproofError):
     """A sensor fingerprint file is corrupt, of an unknown version, or does not match the image size."""
+
+
+class ServiceLimitError(VerificationError):
+    """The verify service (``rawproof serve``) refused or stopped an upload at one of its bounds.
+
+    ``limit`` names it: ``"bytes"`` (upload too large), ``"queue"`` (too many files
+    waiting), ``"time"`` (analysis past the time limit), ``"memory"`` (past the worker's
+    memory limit), ``"crash"`` (the worker process died), ``"closed"`` (shutting down).
+    Retry later for ``"queue"``/``"closed"``; otherwise the file is unverifiable on this server.
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
