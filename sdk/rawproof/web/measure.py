@@ -108,7 +108,8 @@ def upload(base_url: str, data: bytes, token: str, *, stream: bool = True, timeo
         with urllib.request.urlopen(req, timeout=timeout_s) as r:
             status, body = r.status, r.read()
     except urllib.error.HTTPError as e:
-        status, body = e.code, e.read()
+        with e:
+            status, body = e.code, e.read()
     except (ConnectionError, urllib.error.URLError) as e:  # the server may close an oversized upload early
         return UploadResult(0, {"event": "error", "message": str(e)}, [], time.perf_counter() - t0)
     events = [json.loads(line) for line in body.decode().splitlines() if line.strip()]

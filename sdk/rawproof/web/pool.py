@@ -307,6 +307,11 @@ class VerifyPool:
         """:meth:`run_sync` from asyncio: waits in a thread, so the event loop keeps serving."""
         return await asyncio.to_thread(self.run_sync, data, pixels, on_event)
 
+    def running(self) -> int:
+        """Workers running a job now."""
+        with self._lock:
+            return len(self._all) - len(self._idle)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers, idle or busy (for tests and monitoring)."""
         with self._lock:

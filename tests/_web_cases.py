@@ -1,0 +1,107 @@
+"""Images for the verify page's tests, one per verdict class, built like tests/test_verify.py's.
+
+The forensic part uses the toy FAN of ``_toy_fan`` (a blur detector, 32 px patches, trained
+channel: 2x downscale). Camera originals are 2x nearest-neighbour upscales of noise, so the
+2x box downscale verify applies to a camera original gives back the noise the toy FAN knows;
+the "platform" copies are that noise itself (what a 2x downscale of the original gives), with
+the metadata dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from _toy_fan import _keep, blur, build_toy_fan, noise_image, toy_fan_path
+from rawproof.keygen import TestPki, generate_test_pki
+from rawproof.models import ModelInfo, file_sha256, load_model_info
+from rawproof.provenance import CaptureInfo, ModelRef, Signer, sign_image
+
+H, W = 96, 160
+
+
+@dataclass(frozen=True)
+class Case:
+    """One upload: its bytes, the file name the browser sends, the verdict class it stands for."""
+
+    name: str
+    data: bytes
+    filename: str
+    verdict: str | None  # None: a hostile file, answered with an error message
+
+
+def png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg(rgb: np.ndarray, quality: int = 95, subsampling: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    return buf.getvalue()
+
+
+def flip_scan_byte(data: bytes) -> bytes:
+    """Flip one bit in a JPEG's entropy-coded data, away from markers, so it still decodes."""
+    sos = data.rindex(b"\xff\xda")
+    out = bytearray(data)
+    i = sos + (len(data) - sos) // 2
+    while out[i] == 0xFF or out[i - 1] == 0xFF or out[i] ^ 0x01 == 0xFF:
+        i += 1
+    out[i] ^= 0x01
+    return bytes(out)
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def capture(fan_sha: str) -> CaptureInfo:
+    return CaptureInfo(camera_make="Test", camera_model="Cam", device_id="dev-1", raw_sha256="a" * 64,
+                       nip=ModelRef("nip", "b" * 64), capture_time="2025-01-31T12:00:00+00:00",
+                       fan=ModelRef("toy_fan", fan_sha), develop={"format": "png"})
+
+
+@functools.lru_cache(maxsize=None)
+def jpeg_channel_fan() -> ModelInfo:
+    """A toy FAN exported as trained behind JPEG q50 4:4:4 (a PNG or a q90 JPEG lies outside
+    that channel), in a folder of its own removed at exit."""
+    tmp = tempfile.TemporaryDirectory(prefix="rawproof-toy-fan-q50-")
+    _keep.append(tmp)
+    path = build_toy_fan(Path(tmp.name), name="toy_fan_q50", metadata={"trained_channel": {"downscale": 2, "jpeg_quality": 50}})
+    return load_model_info(path)
+
+
+def build_cases(tmp: Path) -> tuple[dict[str, Case], TestPki]:
+    """The cases by name, and the PKI whose root the server trusts."""
+    pki = generate_test_pki(tmp / "pki", alg="es256")
+    other = generate_test_pki(tmp / "other", alg="es256", device_id="another-vendor")
+    cap = capture(file_sha256(toy_fan_path()))
+    noise = noise_image(H, W, seed=3)
+    edited = noise.copy()
+    edited[:, : W // 2] = blur(noise)[:, : W // 2]
+    with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer:
+        original = sign_image(png(_up(noise)), "image/png", cap, signer)
+        manipulated = sign_image(png(_up(blur(noise))), "image/png", cap, signer)
+        signed_jpeg = sign_image(jpeg(_up(noise)), "image/jpeg", cap, signer)
+    with Signer.from_files(other.device_chain, other.device_key, alg="es256") as signer:
+        foreign = sign_image(png(_up(noise)), "image/png", cap, signer)
+    cases = [
+        Case("signed_original", original, "original.png", "authentic"),
+        Case("manipulated_before_signing", manipulated, "signed_blurred.png", "manipulated"),
+        Case("tampered_signed_copy", flip_scan_byte(signed_jpeg), "tampered.jpg", "invalid_signature"),
+        Case("other_pipeline", foreign, "other_vendor.png", "untrusted"),
+        Case("stripped_copy", png(noise), "stripped.png", "no_provenance_consistent"),
+        Case("manipulated_share", png(edited), "shared_edited.png", "no_provenance_manipulated"),
+        Case("too_small", png(noise[:20, :20]), "thumbnail.png", "no_provenance_unanalyzed"),
+        Case("outside_channel", jpeg(edited, 90), "shared_q90.jpg", "no_provenance_inconclusive"),
+        Case("hostile", jpeg(noise)[:900], "hostile.jpg", None),
+    ]
+    return {c.name: c for c in cases}, pki

@@ -1,0 +1,348 @@
+"""Tests of rawproof.web: the upload API, its safety bounds, the worker pool and the plain-words reading.
+
+The server runs for real (uvicorn on 127.0.0.1, worker processes); requests go through
+urllib as the page sends them. Each verdict the API returns is compared with ``verify()``
+called in this process on the same bytes. The browser itself is tested in
+tests/test_web_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from _toy_fan import toy_fan_path  # noqa: E402
+from _web_cases import build_cases, jpeg_channel_fan, png  # noqa: E402
+from rawproof.errors import ImageFormatError, ServiceLimitError  # noqa: E402
+from rawproof.verify import Verdict, verify  # noqa: E402
+from rawproof.web.app import WebConfig  # noqa: E402
+from rawproof.web.explain import explain  # noqa: E402
+from rawproof.web.measure import LocalServer, hostile_uploads, page_token, upload  # noqa: E402
+from rawproof.web.pool import PoolConfig, VerifyPool  # noqa: E402
+from rawproof.web.serve import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAWPROOF_MODELS", str(toy_fan_path().parent))
+        cases, pki = build_cases(tmp_path_factory.mktemp("cases"))
+        yield cases, pki.root_cert.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def server(env, tmp_path_factory):
+    _, root = env
+    keep = tmp_path_factory.mktemp("kept")
+    cfg = WebConfig(pool=PoolConfig(workers=2, verify_kwargs={"trust_anchors": root}), max_bytes=1 << 20, keep_dir=keep)
+    with LocalServer(create_app(cfg)) as srv:
+        yield srv, page_token(srv.url), keep
+
+
+def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    req = urllib.request.Request(url + "api/verify", data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.loads(e.read())
+
+
+def _comparable(report: dict) -> dict:
+    out = {k: v for k, v in report.items() if k != "timings_ms"}
+    out["forensics"] = {k: v for k, v in report["forensics"].items() if k != "fan_ms"}
+    return out
+
+
+# ---- plain words ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verdict", list(Verdict))
+def test_every_verdict_has_its_own_words(verdict: Verdict) -> None:
+    page = explain({"verdict": verdict.value, "summary": "s", "provenance": {"state": "valid", "signer_subject": "CN=x"},
+                    "forensics": {"traces": "consistent", "classes": ["native", "gaussian"]}})
+    assert page["headline"] != verdict.value.replace("_", " ").capitalize()
+    assert page["tone"] in ("good", "bad", "warn", "neutral") and len(page["because"]) == 2
+    assert page["because"][-1] == "In the verifier's words: s."
+
+
+def test_unknown_fields_are_shown_generically() -> None:
+    report = {
+        "verdict": "edited", "summary": "edited: two steps",
+        "provenance": {"state": "valid"},
+        "chain": [{"kind": "capture", "camera": {"make": "Canon", "model": "G2"}, "trust": "valid"},
+                  {"kind": "edit", "actions": ["c2pa.cropped", "c2pa.color_adjustments"], "signer": "CN=desk",
+                   "time": "2025-02-01T10:00:00Z", "trust": "untrusted_signer"}],
+        "recovery": {"manifest_id": "urn:uuid:1", "distance": 3},
+        "forensics": {"traces": "unavailable", "reason": "no FAN model installed"},
+    }
+    page = explain(report)
+    assert page["headline"] == "Edited" and page["tone"] == "neutral" and page["because"] == ["In the verifier's words: edited: two steps."]
+    assert [s["kind"] for s in page["chain"]] == ["capture", "edit"]
+    assert page["chain"][0]["facts"] == [["Camera", "Canon G2"]] and page["chain"][0]["trust"]["state"] == "trusted"
+    assert ["Actions", "c2pa.cropped, c2pa.color_adjustments"] in page["chain"][1]["facts"]
+    assert page["chain"][1]["trust"]["state"] == "untrusted"
+    assert page["recovery"] == {"facts": [["Manifest id", "urn:uuid:1"], ["Distance", "3"]]}
+    assert page["forensics"]["status"] == "unavailable" and page["forensics"]["note"] == "no FAN model installed"
+
+
+def test_inconclusive_reading_is_marked_not_evidence() -> None:
+    fa = {"traces": "manipulated", "out_of_channel": "a PNG image; the FAN was trained behind JPEG q50 444",
+          "classes": ["native", "sharpen"], "class_fractions": {"sharpen": 0.5}, "score": 0.9}
+    page = explain({"verdict": "no_provenance_inconclusive", "provenance": {"state": "no_manifest"}, "forensics": fa})
+    f = page["forensics"]
+    assert f["status"] == "not-evidence" and "not evidence" in f["headline"].lower()
+    assert "a PNG image" in f["note"] and f["legend"] == [{"name": "sharpen", "words": "sharpening", "colour": "#e61919"}]
+    assert page["chain"] == []
+
+
+# ---- the API ----------------------------------------------------------------------------------
+
+
+def test_page_is_self_contained_and_locked_down(server) -> None:
+    srv, token, _ = server
+    with urllib.request.urlopen(srv.url) as r:
+        html, headers = r.read().decode(), r.headers
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "{{" not in html and token.split(".")[0][:4] in html
+    for ref in ("http://", "https://", "//cdn"):  # no asset from elsewhere
+        assert ref not in html.replace("http://www.w3.org", "")
+    for name in ("app.js", "style.css"):
+        with urllib.request.urlopen(srv.url + "static/" + name) as r:
+            body = r.read().decode()
+        assert "http" not in body and len(body) > 500
+    for bad in ("static/../app.py", "static/index.html", "static/%2e%2e%2fapp.py"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(srv.url + bad)
+        e.value.close()
+        assert e.value.code == 404
+
+
+@pytest.mark.parametrize("name", ["signed_original", "manipulated_before_signing", "tampered_signed_copy", "other_pipeline",
+                                  "stripped_copy", "manipulated_share", "too_small"])
+def test_verdicts_match_verify_in_process(server, env, name: str) -> None:
+    srv, token, _ = server
+    cases, root = env
+    case = cases[name]
+    r = upload(srv.url, case.data, token)
+    assert r.status == 200 and r.final["event"] == "result", r.final
+    assert [e["event"] for e in r.events][:1] == ["received"] and r.events[0]["bytes"] == len(case.data)
+    ref = verify(case.data, trust_anchors=root).to_dict()
+    assert ref["verdict"] == case.verdict
+    assert _comparable(r.final["report"]) == _comparable(ref)
+    assert r.final["page"]["verdict"] == case.verdict
+    assert (r.final["heatmap"] is None) == (case.verdict == "no_provenance_unanalyzed")
+
+
+def test_outside_the_channel_with_a_jpeg_trained_fan(env) -> None:
+    cases, root = env
+    case = cases["outside_channel"]
+    fan = jpeg_channel_fan()
+    cfg = WebConfig(pool=PoolConfig(workers=1, verify_kwargs={"trust_anchors": root, "fan": fan}))
+    with LocalServer(create_app(cfg)) as srv:
+        r = upload(srv.url, case.data, page_token(srv.url), stream=False)
+    assert r.status == 200
+    ref = verify(case.data, trust_anchors=root, fan=fan).to_dict()
+    assert ref["verdict"] == r.final["report"]["verdict"] == "no_provenance_inconclusive"
+    assert r.final["page"]["forensics"]["status"] == "not-evidence"
+
+
+def test_plain_json_answer_and_kept_uploads(server, env) -> None:
+    import hashlib
+
+    srv, token, keep = server
+    case = env[0]["signed_original"]
+    r = upload(srv.url, case.data, token, stream=False)
+    assert r.status == 200 and r.final["report"]["verdict"] == "authentic" and len(r.events) == 1
+    digest = hashlib.sha256(case.data).hexdigest()
+    assert (keep / f"{digest}.bin").read_bytes() == case.data
+    assert json.loads((keep / f"{digest}.json").read_text())["verdict"] == "authentic"
+    assert sorted(p.name for p in keep.iterdir()) == sorted(f"{d}.{s}" for d in {p.stem for p in keep.iterdir()} for s in ("bin", "json"))
+
+
+def test_refusals(server) -> None:
+    srv, token, _ = server
+    good = {"Content-Type": "application/octet-stream", "X-CSRF-Token": token}
+    body = png(__import__("numpy").zeros((40, 40, 3), "uint8"))
+    cases = [
+        ({**good, "X-CSRF-Token": ""}, body, 403, "token"),
+        ({**good, "X-CSRF-Token": token[:-1] + ("0" if token[-1] != "0" else "1")}, body, 403, "token"),
+        ({**good, "X-CSRF-Token": "1." + token.split(".")[1]}, body, 403, "token"),  # an expired issue time
+        ({**good, "Origin": "http://evil.example"}, body, 403, "cross-origin"),
+        ({**good, "Sec-Fetch-Site": "cross-site"}, body, 403, "cross-site"),
+        ({**good, "Host": "attacker.example"}, body, 403, "host"),
+        ({**good, "Content-Type": "multipart/form-data; boundary=x"}, body, 415, "octet-stream"),
+        (good, b"", 400, "empty"),
+        (good, b"x" * ((1 << 20) + 1), 413, "limit of 1 MiB"),
+        (good, b"not an image at all", 422, "not a JPEG, PNG or WebP"),
+    ]
+    for headers, data, status, words in cases:
+        code, answer = _post(srv.url, data, headers)
+        assert (code, answer["status"]) == (status, status), (headers, answer)
+        assert words in answer["message"], answer
+
+
+def test_streamed_body_past_the_limit_is_refused(server) -> None:
+    """No Content-Length (chunked upload): the server counts while reading and stops at the bound."""
+    import http.client
+
+    srv, token, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    chunks = (b"\0" * 65536 for _ in range(40))  # 2.5 MiB against a 1 MiB bound
+    try:
+        conn.request("POST", "/api/verify", body=chunks, encode_chunked=True,
+                     headers={"Content-Type": "application/octet-stream", "X-CSRF-Token": token, "Transfer-Encoding": "chunked"})
+        resp = conn.getresponse()
+        assert resp.status == 413 and json.loads(resp.read())["kind"] == "bytes"
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused while we were still sending: also a refusal
+    finally:
+        conn.close()
+    assert upload(srv.url, b"still serving?", token).final["status"] == 422
+
+
+def test_token_check_is_hmac_over_the_issue_time(server) -> None:
+    from rawproof.web.app import VerifyService
+
+    cfg = WebConfig(pool=PoolConfig(workers=1), token_ttl_s=60, secret=b"k" * 32)
+    with VerifyService(cfg) as svc:
+        t = svc.issue_token(now=1000)
+        assert svc.token_ok(t, now=1030) and not svc.token_ok(t, now=1061) and not svc.token_ok(t, now=800)
+        assert not svc.token_ok(t.replace("1000", "1001"), now=1030)
+        other = VerifyService.__new__(VerifyService)
+        other._secret, other.cfg = b"j" * 32, cfg
+        assert not other.token_ok(t, now=1030)
+
+
+# ---- the worker pool --------------------------------------------------------------------------
+
+
+def test_hostile_files_get_messages_and_the_pool_keeps_serving(env) -> None:
+    cases, root = env
+    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs={"trust_anchors": root})) as pool:
+        pid = pool.worker_pids()
+        for name, data in hostile_uploads(flood_pixels=10_000).items():
+            try:
+                pool.run_sync(data, None)
+            except ImageFormatError as e:
+                assert str(e), name
+            else:  # only these two are images: a bogus C2PA segment, and a valid flat picture
+                assert name in ("fake_c2pa", "pixel_flood"), name
+        assert pool.run_sync(cases["signed_original"].data, 1)["report"]["verdict"] == "authentic"
+        assert pool.worker_pids() == pid  # nothing crashed or had to be replaced
+        assert pool.stats["errors"] == 5 and pool.stats["crashes"] == pool.stats["timeouts"] == 0
+
+
+def test_time_limit_kills_and_replaces_the_worker(env) -> None:
+    cases, root = env
+    flood = hostile_uploads(flood_pixels=8_000_000)["pixel_flood"]
+    with VerifyPool(PoolConfig(workers=1, timeout_s=0.3, verify_kwargs={"trust_anchors": root})) as pool:
+        before = pool.worker_pids()
+        with pytest.raises(ServiceLimitError, match="longer than") as e:
+            pool.run_sync(flood, 8_000_000)
+        assert e.value.limit == "time" and pool.stats["timeouts"] == 1
+        after = pool.worker_pids()
+        assert after != before and not _alive(before[0])
+        assert pool.run_sync(cases["stripped_copy"].data, 1)["report"]["verdict"] == "no_provenance_consistent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie counts as gone
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(env) -> None:
+    cases, root = env
+    flood = hostile_uploads(flood_pixels=8_000_000)["pixel_flood"]
+    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs={"trust_anchors": root})) as pool:
+        (pid,) = pool.worker_pids()
+        threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        with pytest.raises(ServiceLimitError, match="died") as e:
+            pool.run_sync(flood, 8_000_000)
+        assert e.value.limit == "crash" and pool.worker_pids() != [pid]
+        assert pool.run_sync(cases["signed_original"].data, 1)["report"]["verdict"] == "authentic"
+
+
+def test_memory_limit_is_a_message(env) -> None:
+    cases, root = env
+    flood = hostile_uploads(flood_pixels=40_000_000)["pixel_flood"]
+    with VerifyPool(PoolConfig(workers=1, memory_bytes=900 << 20, verify_kwargs={"trust_anchors": root})) as pool:
+        with pytest.raises(ServiceLimitError, match="memory") as e:
+            pool.run_sync(flood, 40_000_000)
+        assert e.value.limit == "memory"
+        assert pool.run_sync(cases["signed_original"].data, 1)["report"]["verdict"] == "authentic"
+
+
+def test_full_queue_refuses_at_once(env) -> None:
+    cases, root = env
+    flood = hostile_uploads(flood_pixels=4_000_000)["pixel_flood"]
+    with VerifyPool(PoolConfig(workers=1, queue_limit=0, verify_kwargs={"trust_anchors": root})) as pool:
+        t = threading.Thread(target=pool.run_sync, args=(flood, 4_000_000))
+        t.start()
+        while pool.running() == 0:
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        with pytest.raises(ServiceLimitError, match="busy") as e:
+            pool.run_sync(cases["signed_original"].data, 1)
+        assert e.value.limit == "queue" and time.perf_counter() - t0 < 1
+        t.join()
+
+
+def test_light_lane_serves_small_images_past_a_queue_of_large_ones(env) -> None:
+    """Two workers; three heavy jobs queued first may use one worker, so the light job goes next."""
+    cases, root = env
+    flood = hostile_uploads(flood_pixels=3_000_000)["pixel_flood"]
+    order: list[str] = []
+    with VerifyPool(PoolConfig(workers=2, heavy_pixels=1_000_000, verify_kwargs={"trust_anchors": root})) as pool:
+        def run(name: str, data: bytes, pixels: int) -> None:
+            pool.run_sync(data, pixels)
+            order.append(name)
+
+        heavy = [threading.Thread(target=run, args=(f"heavy{i}", flood, 3_000_000)) for i in range(3)]
+        for t in heavy:
+            t.start()
+            time.sleep(0.05)
+        light = threading.Thread(target=run, args=("light", cases["signed_original"].data, 76_800))
+        light.start()
+        for t in [*heavy, light]:
+            t.join()
+    assert order[0] == "light", order
+
+
+def test_eight_hostile_uploads_do_not_stop_a_ninth_user(server, env) -> None:
+    """Acceptance: 8 concurrent hostile uploads (bombs, truncations, a pixel flood, an oversized body);
+    a ninth user still gets the verdict verify() gives in this process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv, token, _ = server
+    cases, root = env
+    hostile = list(hostile_uploads(flood_pixels=6_000_000, oversize_bytes=(1 << 20) + 1).values())
+    assert len(hostile) == 8
+    good = cases["manipulated_share"]
+    with ThreadPoolExecutor(9) as ex:
+        bad = [ex.submit(upload, srv.url, h, token) for h in hostile]
+        time.sleep(0.2)
+        ninth = ex.submit(upload, srv.url, good.data, token).result()
+        answers = [f.result() for f in bad]
+    assert ninth.final["event"] == "result"
+    assert ninth.final["report"]["verdict"] == verify(good.data, trust_anchors=root).verdict.value == good.verdict
+    assert all(a.final.get("event") in ("error", "result") for a in answers)
+    assert sum(a.final.get("event") == "error" for a in answers) >= 6
