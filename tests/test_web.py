@@ -78,24 +78,48 @@ def test_every_verdict_has_its_own_words(verdict: Verdict) -> None:
     assert page["because"][-1] == "In the verifier's words: s."
 
 
-def test_unknown_fields_are_shown_generically() -> None:
+def test_history_recovery_and_unknown_verdicts_are_shown() -> None:
+    """The report shapes of verify()'s edit history (provenance.chain, newest first) and of a
+    repository recovery, and a verdict this module has no words for."""
+    capture = {"camera": {"make": "Canon", "model": "G2"}, "device_id": "dev-7", "capture_time": "2001-05-04T10:00:00"}
     report = {
-        "verdict": "edited", "summary": "edited: two steps",
-        "provenance": {"state": "valid"},
-        "chain": [{"kind": "capture", "camera": {"make": "Canon", "model": "G2"}, "trust": "valid"},
-                  {"kind": "edit", "actions": ["c2pa.cropped", "c2pa.color_adjustments"], "signer": "CN=desk",
-                   "time": "2025-02-01T10:00:00Z", "trust": "untrusted_signer"}],
-        "recovery": {"manifest_id": "urn:uuid:1", "distance": 3},
+        "verdict": "some_future_verdict", "summary": "two steps",
+        "provenance": {"state": "valid", "chain": [
+            {"trust": "trusted", "valid": True, "actions": [{"action": "c2pa.cropped", "softwareAgent": "Desk 2"},
+                                                            {"action": "c2pa.color_adjustments"}],
+             "signer_subject": "CN=desk", "signing_time": "2025-02-01T10:00:00Z", "time_stamp_trusted": True,
+             "parent": "urn:1", "is_capture": False},
+            {"trust": "device", "valid": True, "actions": [{"action": "c2pa.created"}], "signer_subject": "CN=cam",
+             "capture": capture, "is_capture": True, "parent": None},
+        ]},
+        "recovery": {"manifest_id": "urn:uuid:1", "repository": "http://127.0.0.1:1", "distance": 3, "similarity": 95,
+                     "trusted": True, "provenance": {"signer_subject": "CN=cam"}, "capture": capture,
+                     "differences": {"original_size": [640, 480], "received_size": [320, 240], "crop": None, "scale": 0.5,
+                                     "received_encoding": {"format": "JPEG", "jpeg_quality": 50}}, "extra_field": "x"},
         "forensics": {"traces": "unavailable", "reason": "no FAN model installed"},
     }
     page = explain(report)
-    assert page["headline"] == "Edited" and page["tone"] == "neutral" and page["because"] == ["In the verifier's words: edited: two steps."]
-    assert [s["kind"] for s in page["chain"]] == ["capture", "edit"]
-    assert page["chain"][0]["facts"] == [["Camera", "Canon G2"]] and page["chain"][0]["trust"]["state"] == "trusted"
-    assert ["Actions", "c2pa.cropped, c2pa.color_adjustments"] in page["chain"][1]["facts"]
-    assert page["chain"][1]["trust"]["state"] == "untrusted"
-    assert page["recovery"] == {"facts": [["Manifest id", "urn:uuid:1"], ["Distance", "3"]]}
+    assert page["headline"] == "Some future verdict" and page["tone"] == "neutral"
+    assert page["because"] == ["In the verifier's words: two steps."]
+    capture_step, edit = page["chain"]
+    assert (capture_step["title"], capture_step["kind"], capture_step["trust"]["state"]) == ("Capture", "capture", "trusted")
+    assert ["Camera", "Canon G2"] in capture_step["facts"] and ["Device", "dev-7"] in capture_step["facts"]
+    assert "device" in capture_step["trust"]["text"]
+    assert edit["title"] == "Edit" and ["Actions", "cropped (Desk 2), color adjustments"] in edit["facts"]
+    assert ["Signed at", "2025-02-01T10:00:00Z (trusted time stamp)"] in edit["facts"] and "not a device" in edit["trust"]["text"]
+    rec = dict(map(tuple, page["recovery"]["facts"]))
+    assert page["recovery"]["trusted"] and rec["Match"] == "95% similar, 3 of 64 bits differ"
+    assert rec["Size"] == "original 640 x 480, this copy 320 x 240" and rec["Scale"] == "0.5 x the original"
+    assert rec["Camera"] == "Canon G2" and rec["Extra field"] == "x" and "Cropped" not in rec
     assert page["forensics"]["status"] == "unavailable" and page["forensics"]["note"] == "no FAN model installed"
+
+
+def test_a_broken_step_reads_invalid() -> None:
+    report = {"verdict": "invalid_signature", "provenance": {"state": "valid", "status_codes": [], "chain": [
+        {"trust": "trusted", "valid": False, "failure_codes": ["assertion.dataHash.mismatch"], "parent": "urn:2"},
+        {"trust": "device", "valid": True, "is_capture": True, "capture": {"device_id": "d"}}]}, "forensics": {}}
+    steps = explain(report)["chain"]
+    assert steps[1]["trust"] == {"state": "invalid", "text": "signature or content check failed (assertion.dataHash.mismatch)"}
 
 
 def test_inconclusive_reading_is_marked_not_evidence() -> None:

@@ -2,15 +2,16 @@
 
 Everything here reads the JSON form of the report, so fields a newer ``verify()`` adds
 (an edit chain, a recovery through a repository) are shown even before this module
-knows their names: a known verdict gets its own sentence, an unknown one its summary;
-a ``chain`` list of steps is shown step by step; unknown mappings are flattened into
-label/value facts.
+knows their names: a known verdict gets its own sentence, an unknown one its summary; the
+history (``provenance.chain``, newest first in the report) is shown step by step, oldest
+first; a ``recovery`` through a manifest repository is shown as facts; unknown mappings are
+flattened into label/value facts.
 
 The result (:func:`explain`) is a JSON-compatible dict the page renders as is::
 
     {"verdict": "authentic", "tone": "good", "headline": "...", "because": ["...", ...],
      "chain": [{"title": ..., "trust": {"state": ..., "text": ...}, "facts": [[label, value], ...]}],
-     "recovery": {"facts": [...]} | None,
+     "recovery": {"trusted": bool, "facts": [...]} | None,
      "forensics": {"status": "evidence" | "not-evidence" | "unavailable", "headline": ..., "note": ...,
                    "score": float | None, "classes": [{"name", "words", "colour", "share"}],
                    "legend": [{"name", "words", "colour"}], "regions": [...]}}
@@ -54,6 +55,23 @@ _VERDICT_WORDS: Mapping[str, tuple[str, str, str]] = {
     "no_provenance_unanalyzed": ("neutral", "No Content Credentials; the pixels were not analysed",
                                  "The file carries no Content Credentials, so nothing says who made it, and the "
                                  "forensic analysis did not run ({why})."),
+    "edited": ("neutral", "Edited by trusted signers, from an authentic capture",
+               "Every step of the history is signed and trusted, back to a capture signed by a trusted device. "
+               "The picture is not the capture itself: the steps below say what was changed, by whom and when."),
+    "synthetic": ("warn", "Declared AI-generated or composite",
+                  "The Content Credentials are valid and trusted, and they declare that at some step the content was "
+                  "generated or composited by software. This is not a camera capture."),
+    "origin_unverified": ("warn", "Signed, but its origin is not a verified capture",
+                          "The Content Credentials are valid and their signers are trusted, but the history does not "
+                          "reach a capture signed by a trusted device ({why})."),
+    "manifest_unavailable": ("neutral", "Content Credentials stored elsewhere, not checked",
+                             "The file points to Content Credentials kept on another server, which this server does not "
+                             "fetch. Nothing is concluded either way."),
+    "recovered": ("neutral", "Content Credentials recovered from the repository",
+                  "The file carries no Content Credentials, but the manifest repository holds a trusted original that "
+                  "matches this picture by its soft binding (a fingerprint of the pixels). A match is not a "
+                  "cryptographic proof: a slightly edited copy can match too, so read the differences and the forensic "
+                  "reading below."),
     "no_provenance_inconclusive": ("neutral", "No Content Credentials; the forensic reading is inconclusive",
                                    "The file carries no Content Credentials, so nothing says who made it. Its encoding "
                                    "({why}) lies outside what the forensic network was trained on, so the network's "
@@ -61,10 +79,16 @@ _VERDICT_WORDS: Mapping[str, tuple[str, str, str]] = {
 }
 
 _TRUST_WORDS = {
+    # provenance states (the active manifest)
     "valid": ("trusted", "valid signature, chains to a trusted certificate"),
     "untrusted_signer": ("untrusted", "intact, but the signer is not trusted"),
     "invalid": ("invalid", "signature or content check failed"),
     "no_manifest": ("none", "no Content Credentials"),
+    "unavailable": ("unknown", "stored elsewhere, not fetched"),
+    # trust of one step of the history
+    "device": ("trusted", "valid signature by a trusted device"),
+    "trusted": ("trusted", "valid signature by a trusted signer (not a device)"),
+    "untrusted": ("untrusted", "intact, but the signer is not trusted"),
 }
 
 _CAPTURE_LABELS = {"camera": "Camera", "capture_time": "Captured", "device_id": "Device", "nip": "Imaging model",
@@ -109,34 +133,106 @@ def _trust(state: str | None, detail: str | None = None) -> dict[str, str]:
     return {"state": key, "text": text + (f" ({detail})" if detail else "")}
 
 
+def _actions(actions: Sequence[Any]) -> str:
+    names = []
+    for a in actions:
+        if isinstance(a, Mapping):
+            name = str(a.get("action", "?")).removeprefix("c2pa.").replace("_", " ")
+            agent = a.get("softwareAgent")
+            agent = agent.get("name") if isinstance(agent, Mapping) else agent
+            names.append(name + (f" ({agent})" if agent else ""))
+    return ", ".join(names)
+
+
+def _step(step: Mapping[str, Any], first: bool) -> dict[str, Any]:
+    """One manifest of the history (``provenance.chain[i]``) as a page step."""
+    if step.get("is_capture"):
+        title = "Capture"
+    elif step.get("is_synthetic"):
+        title = "Generated or composited content"
+    else:
+        title = "Created" if first and not step.get("parent") else "Edit"
+    facts = []
+    capture = step.get("capture")
+    if isinstance(capture, Mapping):
+        facts += _facts(capture, _CAPTURE_LABELS)
+    if step.get("actions"):
+        facts.append(["Actions", _actions(step["actions"])])
+    types = [str(t).rsplit("/", 1)[-1] for t in step.get("source_types") or []]
+    if types:
+        facts.append(["Source type", ", ".join(dict.fromkeys(types))])
+    for key, label in (("signer_subject", "Signed by"), ("signer_issuer", "Issued by"), ("claim_generator", "Software")):
+        if step.get(key):
+            facts.append([label, str(step[key])])
+    if step.get("signing_time"):
+        facts.append(["Signed at", str(step["signing_time"]) + (" (trusted time stamp)" if step.get("time_stamp_trusted") else "")])
+    if step.get("parent_title") and not step.get("parent"):
+        facts.append(["Edited from", f"{step['parent_title']} (which carries no Content Credentials)"])
+    if step.get("valid") is False:
+        trust = _trust("invalid", ", ".join(step.get("failure_codes") or []) or None)
+    else:
+        trust = _trust(str(step.get("trust")))
+    return {"title": title, "kind": "capture" if step.get("is_capture") else "edit", "trust": trust, "facts": facts}
+
+
 def _chain(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Provenance steps, oldest first: the report's own ``chain`` when it has one, else the
-    capture described by the active manifest."""
-    steps = report.get("chain")
-    if isinstance(steps, Sequence) and not isinstance(steps, str) and steps:
-        out = []
-        for i, step in enumerate(steps):
-            if not isinstance(step, Mapping):
-                continue
-            kind = str(step.get("kind") or ("capture" if i == 0 else "edit"))
-            trust = step.get("trust") or step.get("state")
-            out.append({"title": str(step.get("title") or kind.capitalize()), "kind": kind,
-                        "trust": _trust(str(trust) if trust is not None else None),
-                        "facts": _facts(step, {"actions": "Actions", "signer": "Signed by", "time": "Signed at",
-                                               **_CAPTURE_LABELS}, frozenset({"kind", "title", "trust", "state"}))})
-        return out
+    """Provenance steps, oldest first: the history ``provenance.chain`` (newest first in the
+    report) when the verifier gives one, else the capture described by the active manifest."""
     prov = report.get("provenance") or {}
+    steps = prov.get("chain")
+    if isinstance(steps, Sequence) and not isinstance(steps, str) and steps:
+        ordered = [s for s in reversed(steps) if isinstance(s, Mapping)]
+        return [_step(s, i == 0) for i, s in enumerate(ordered)]
     state = prov.get("state")
     if state in (None, "no_manifest"):
         return []
     facts = [[label, str(prov[k])] for k, label in (("signer_subject", "Signed by"), ("signer_issuer", "Issued by"),
-                                                     ("signing_time", "Signed at")) if prov.get(k)]
+                                                     ("signing_time", "Signed at"), ("remote_url", "Stored at")) if prov.get(k)]
     capture = report.get("capture")
     if isinstance(capture, Mapping):
         facts = _facts(capture, _CAPTURE_LABELS) + facts
     why = ", ".join(prov.get("status_codes") or []) or prov.get("error")
     return [{"title": "Capture" if isinstance(capture, Mapping) else "Signed content", "kind": "capture",
              "trust": _trust(state, why if state == "invalid" else None), "facts": facts}]
+
+
+def _size(v: Any) -> str:
+    return f"{v[0]} x {v[1]}" if isinstance(v, Sequence) and len(v) == 2 and all(isinstance(x, int) for x in v) else _text(v)
+
+
+def _recovery(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The repository's match (``report.recovery``) as facts: where, how close, who signed, what differs."""
+    facts = []
+    if rec.get("repository"):
+        facts.append(["Repository", str(rec["repository"])])
+    if rec.get("manifest_id"):
+        facts.append(["Manifest", str(rec["manifest_id"])])
+    if rec.get("similarity") is not None:
+        dist = f", {rec['distance']} of 64 bits differ" if rec.get("distance") is not None else ""
+        facts.append(["Match", f"{rec['similarity']}% similar{dist}"])
+    prov = rec.get("provenance") if isinstance(rec.get("provenance"), Mapping) else {}
+    if prov.get("signer_subject"):
+        facts.append(["Original signed by", str(prov["signer_subject"])])
+    if prov.get("signing_time"):
+        facts.append(["Signed at", str(prov["signing_time"])])
+    if "trusted" in rec:
+        facts.append(["Signer trusted", "yes" if rec["trusted"] else "no"])
+    if isinstance(rec.get("capture"), Mapping):
+        facts += _facts(rec["capture"], _CAPTURE_LABELS)
+    diff = rec.get("differences") if isinstance(rec.get("differences"), Mapping) else {}
+    if diff.get("original_size") or diff.get("received_size"):
+        facts.append(["Size", f"original {_size(diff.get('original_size'))}, this copy {_size(diff.get('received_size'))}"])
+    if diff.get("crop"):
+        x, y, w, h = diff["crop"]
+        facts.append(["Cropped", f"{w} x {h} at ({x}, {y}) of the original"])
+    if diff.get("scale") is not None:
+        facts.append(["Scale", f"{diff['scale']:g} x the original"])
+    for key, label in (("original_encoding", "Original encoding"), ("received_encoding", "This copy's encoding")):
+        if isinstance(diff.get(key), Mapping):
+            facts.append([label, _text(diff[key])])
+    known = {"repository", "manifest_id", "similarity", "distance", "provenance", "trusted", "capture", "differences", "region"}
+    facts += _facts({k: v for k, v in rec.items() if k not in known}, {})
+    return {"trusted": bool(rec.get("trusted")), "facts": facts}
 
 
 def _forensics(fa: Mapping[str, Any], regions: Sequence[str]) -> dict[str, Any]:
@@ -197,6 +293,6 @@ def explain(report: Mapping[str, Any], regions: Sequence[str] = ()) -> dict[str,
     return {
         "verdict": verdict, "tone": tone, "headline": headline, "because": reasons,
         "chain": _chain(report),
-        "recovery": {"facts": _facts(recovery, {})} if isinstance(recovery, Mapping) else None,
+        "recovery": _recovery(recovery) if isinstance(recovery, Mapping) else None,
         "forensics": forensics,
     }

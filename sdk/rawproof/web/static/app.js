@@ -105,7 +105,8 @@
     const t = $("timing");
     t.dataset.totalMs = total.toFixed(1);
     t.dataset.verifyMs = msg.timings_ms.verify.toFixed(1);
-    t.textContent = `Checked in ${(total / 1000).toFixed(1)} s (analysis ${(msg.timings_ms.verify / 1000).toFixed(1)} s).`;
+    const sec = (ms) => (ms < 10000 ? (ms / 1000).toFixed(2) : (ms / 1000).toFixed(0));
+    t.textContent = `Checked in ${sec(total)} s (analysis ${sec(msg.timings_ms.verify)} s).`;
     $("verdict-headline").focus();
   }
 
