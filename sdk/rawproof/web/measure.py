@@ -244,7 +244,8 @@ def bench_web(width: int = 4000, height: int = 3000, *, repeats: int = 3, worker
     chosen to verdict shown) with ``page_overhead_ms``; then ``ninth_user_under_flood``:
     the ninth user's time to a correct verdict while 8 hostile uploads
     (:func:`hostile_uploads`) are sent at once, with ``hostile_answered`` (how many of them
-    got an answer) and ``ninth_correct`` (1 if its verdict equals ``verify()``'s).
+    got an answer), ``ninth_correct`` (1 if its verdict equals ``verify()``'s) and
+    ``slowdown`` (its time over ``http_to_verdict``'s).
     """
     from rawproof.verify import verify
     from rawproof.web.app import WebConfig
@@ -276,7 +277,9 @@ def bench_web(width: int = 4000, height: int = 3000, *, repeats: int = 3, worker
         if times:
             rows.append({"name": "page_to_verdict", "median_ms": _median([t for t, _ in times]),
                          "overhead_ms": _median([t - v for t, v in times]), "image": image})
-        rows.append(_flood(srv.url, token, signed, expected, cfg.max_bytes))
+        flood = _flood(srv.url, token, signed, expected, cfg.max_bytes)
+        flood["slowdown"] = flood["median_ms"] / rows[1]["median_ms"]
+        rows.append(flood)
     return rows
 
 

@@ -77,6 +77,7 @@
       li.append(sw, el("span", c.words));
       legend.append(li);
     }
+    $("flagged-title").textContent = f.status === "not-evidence" ? "Flagged by the network (not evidence)" : "Flagged";
     const flagged = $("flagged");
     flagged.replaceChildren();
     for (const c of f.classes) flagged.append(el("li", `${c.words}: ${Math.round(c.share * 100)}% of the image`));
