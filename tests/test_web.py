@@ -370,3 +370,39 @@ def test_eight_hostile_uploads_do_not_stop_a_ninth_user(server, env) -> None:
     assert ninth.final["report"]["verdict"] == verify(good.data, trust_anchors=root).verdict.value == good.verdict
     assert all(a.final.get("event") in ("error", "result") for a in answers)
     assert sum(a.final.get("event") == "error" for a in answers) >= 6
+
+
+def test_rawproof_serve_command(env, tmp_path) -> None:
+    """``rawproof serve`` as a user runs it: a process on 127.0.0.1 that answers, keeps nothing, stops on SIGINT."""
+    import socket
+    import subprocess
+    import sys
+
+    cases, root = env
+    (tmp_path / "root.pem").write_bytes(root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo_root = Path(__file__).resolve().parents[1]
+    env_vars = {**os.environ, "RAWPROOF_MODELS": str(toy_fan_path().parent),
+                "PYTHONPATH": os.pathsep.join(str(repo_root / d) for d in ("sdk", "training", "export"))}
+    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "serve", "--port", str(port), "--trust", str(tmp_path / "root.pem"),
+                             "--workers", "1"], cwd=tmp_path, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                token = page_token(url)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+        r = upload(url, cases["signed_original"].data, token)
+        assert r.final["report"]["verdict"] == "authentic"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{port}/" in out and "nothing kept" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root.pem"]  # nothing written where it ran

@@ -22,30 +22,39 @@ __all__ = ["create_app", "register"]
 _log = logging.getLogger(__name__)
 
 
-def create_app(cfg: WebConfig | None = None, *, service: VerifyService | None = None) -> FastAPI:
-    """A FastAPI app serving the verify page at ``/``.
+def create_app(cfg: WebConfig | None = None, *, service: VerifyService | None = None, app: FastAPI | None = None) -> FastAPI:
+    """A FastAPI app serving the verify page at ``/`` (routes: :mod:`rawproof.web.app`).
 
-    The worker pool starts when the app starts (ASGI lifespan) and stops with it; pass a
-    ready ``service`` to share one (then the caller closes it).
+    Args:
+        cfg: The page's settings (default :class:`WebConfig`).
+        service: A ready service to share (the caller closes it); ``None``: one is made
+            from ``cfg`` when the app starts (ASGI lifespan) and closed when it stops.
+        app: An existing app to add the page to (e.g. the manifest repository's,
+            ``rawproof.repo.app.create_app``), whose own lifespan still runs first;
+            ``None``: a new app.
     """
     from fastapi import FastAPI
 
     from rawproof.web.app import VerifyService, WebConfig, create_router
 
-    own = service is None
+    if app is None:
+        app = FastAPI(title="rawproof verify", docs_url=None, redoc_url=None, openapi_url=None)
+    outer = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = service or VerifyService(cfg or WebConfig())
-        app.include_router(create_router(svc))
-        app.state.verify_service = svc
-        try:
-            yield
-        finally:
-            if own:
-                svc.close()
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with outer(a) as state:
+            svc = service or VerifyService(cfg or WebConfig())
+            a.include_router(create_router(svc))
+            a.state.verify_service = svc
+            try:
+                yield state
+            finally:
+                if service is None:
+                    svc.close()
 
-    return FastAPI(title="rawproof verify", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def _config(args: argparse.Namespace) -> WebConfig:
