@@ -172,12 +172,13 @@
   zone.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
   });
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
+  // A file dropped anywhere on the page is checked (rather than opened by the browser in place of the page).
+  document.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) zone.classList.remove("over"); });
+  document.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    if (e.dataTransfer.files.length) check(e.dataTransfer.files[0]);
+    if (e.dataTransfer && e.dataTransfer.files.length) check(e.dataTransfer.files[0]);
   });
   input.addEventListener("change", () => check(input.files[0]));
   $("form").addEventListener("submit", (e) => { e.preventDefault(); check(input.files[0]); });
