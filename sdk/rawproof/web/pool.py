@@ -40,6 +40,8 @@ _log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 64 << 20
 """Default bound on one upload to the verify page, bytes (64 MiB)."""
 
+_DIED = "the analysis stopped unexpectedly (the worker process died)"
+
 
 @dataclass(frozen=True)
 class PoolConfig:
@@ -278,7 +280,11 @@ class VerifyPool:
                 raise ServiceLimitError("an analysis worker failed to start", limit="crash")
             on_event(JobEvent("running", expected_s=self.expected_s(pixels)))
             t0 = time.perf_counter()
-            worker.conn.send_bytes(data)
+            try:
+                worker.conn.send_bytes(data)
+            except OSError:  # the worker died between two jobs
+                self._count("crashes")
+                raise ServiceLimitError(_DIED, limit="crash") from None
             if not worker.conn.poll(self.cfg.timeout_s):
                 self._count("timeouts")
                 raise ServiceLimitError(f"the analysis took longer than this server's limit of {self.cfg.timeout_s:g} s",
@@ -287,13 +293,14 @@ class VerifyPool:
                 reply = worker.conn.recv()
             except (EOFError, OSError):
                 self._count("crashes")
-                raise ServiceLimitError("the analysis stopped unexpectedly (the worker process died)", limit="crash") from None
+                raise ServiceLimitError(_DIED, limit="crash") from None
             broken = False
             if reply[0] == "ok":
                 self._count("done")
                 if pixels:
                     ms = (time.perf_counter() - t0) * 1e3 / (pixels / 1e6)
-                    self._ms_per_mp = ms if self._ms_per_mp is None else 0.7 * self._ms_per_mp + 0.3 * ms
+                    with self._lock:
+                        self._ms_per_mp = ms if self._ms_per_mp is None else 0.7 * self._ms_per_mp + 0.3 * ms
                 return reply[1]
             self._count("errors")
             _, kind, message = reply
