@@ -381,7 +381,7 @@ class CaptureInfo:
             if value is None:
                 continue
             try:
-                if need_offset and datetime.fromisoformat(value).tzinfo is None:
+                if datetime.fromisoformat(value).tzinfo is None and need_offset:
                     raise ValueError("no UTC offset")
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{name} must be ISO 8601{' with a UTC offset' if need_offset else ''}, got {value!r}: {e}") from e
