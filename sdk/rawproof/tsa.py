@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import http.server
+import os
 import shutil
 import subprocess
 import tempfile
@@ -128,7 +129,10 @@ class LocalTsa:
         if exe is None:
             raise FileNotFoundError("the local TSA needs the openssl command-line tool")
         self._openssl = exe
-        self._tmp = tempfile.TemporaryDirectory(prefix="rawproof-tsa-")
+        # openssl ts -reply reads and writes a few small files per request (query, reply,
+        # serial): a RAM-backed folder keeps disk latency out of the time-stamp round trip.
+        shm = Path("/dev/shm")
+        self._tmp = tempfile.TemporaryDirectory(prefix="rawproof-tsa-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None)
         folder = Path(self._tmp.name)
         self.root_pem, self.tsa_pem = _write_pki(folder, valid_days)
         self._config = folder / "tsa.cnf"
