@@ -6,12 +6,15 @@ The signing step of the data path (see ``DESIGN.md``)::
     with Signer.from_files("device_chain.pem", "device_key.pem", alg="es256") as signer:
         signed_jpeg = sign_image(jpeg_bytes, "image/jpeg", capture, signer)
 
-    report = check_provenance(signed_jpeg, trust_anchors="root.pem")
-    report.state  # ProvenanceState.VALID
+    report = check_provenance(signed_jpeg, device_anchors="root.pem")
+    report.state            # ProvenanceState.VALID
+    report.chain[0].trust   # TrustState.DEVICE
 
 c2pa-python (c2pa-rs underneath) writes and validates the manifests; rawproof decides
-only what goes into the manifest and how c2pa's verdict maps onto
-:class:`ProvenanceState`. Settings (thumbnails, trust anchors) travel in a per-call
+what goes into the manifest (all of it signer-attributed: ``created_assertions``), which
+anchors a signer is believed under (:class:`TrustState`), and how c2pa's results map
+onto :class:`ProvenanceState` and the history (:class:`ManifestStep`). ``verify()``
+turns the history into a verdict. Settings (thumbnails, trust anchors) travel in a per-call
 ``c2pa.Context``, so there is no process-global state and no lock: concurrent calls
 with different trust anchors do not interfere.
 """

@@ -2,9 +2,9 @@
 
 The last step of the data path::
 
-    report = rawproof.verify("photo.jpg", trust_anchors="root.pem")
-    report.verdict        # Verdict.AUTHENTIC
-    report.summary        # "authentic: valid C2PA signature by CN=...; traces consistent ..."
+    report = rawproof.verify("photo.jpg", device_anchors="camera_roots.pem", trust_anchors="editor_roots.pem")
+    report.verdict        # Verdict.AUTHENTIC (or EDITED, SYNTHETIC, ... from the provenance graph)
+    report.summary        # "authentic: device capture signed by CN=...; traces consistent ..."
     save_heatmap(report, "heat.png")
 
 Low-level steps stay public: :func:`rawproof.provenance.check_provenance`,
@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from rawproof.errors import VerificationError
+from rawproof.errors import ImageFormatError, VerificationError
 from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
-from rawproof.errors import ImageFormatError
 from rawproof.provenance import (
     SYNTHETIC_SOURCE_TYPES, ManifestStep, PemSource, ProvenanceReport, ProvenanceState, TrustState, check_provenance,
 )
