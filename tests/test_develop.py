@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import io
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from rawproof.develop import (
     encode_image,
     register,
 )
-from rawproof.errors import ModelError, ProviderError, RawFormatError
+from rawproof.errors import ModelError, ProviderError, RawFormatError, SigningError
 from rawproof.raw import CFA, RawFrame
 from rawproof.runtime import clear_session_cache
 
@@ -268,6 +268,36 @@ class TestCli:
     def test_text_and_missing_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(RawFormatError, match="no such file"):
             _cli(["develop", str(tmp_path / "none.dng")])
+
+    def test_signed_crw_with_time_stamp(self, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        # A 2002 PowerShot CRW: the signed capture time is the camera's (as LibRaw reads it), not today.
+        import shutil
+
+        import rawpy
+
+        from rawproof.keygen import generate_test_pki
+        from rawproof.provenance import check_provenance
+        from rawproof.tsa import LocalTsa
+
+        crw = shared_data / "extra" / "raw" / "canon_powershot_s40" / "CRW_0101.CRW"
+        if not crw.is_file() or shutil.which("openssl") is None:
+            pytest.skip("needs the extra CRW files and the openssl command-line tool")
+        pki = generate_test_pki(tmp_path / "pki", device_id="S40-0001")
+        out = tmp_path / "s40.jpg"
+        with LocalTsa() as tsa:
+            args = ["develop", str(crw), "-o", str(out), "--tile", "256", "--quality", "85", "--subsampling", "444",
+                    "--sign-cert", str(pki.device_chain), "--sign-key", str(pki.device_key), "--tsa", tsa.url]
+            assert _cli(args) == 0 and tsa.requests == 1
+            report = check_provenance(out, device_anchors=pki.root_cert, tsa_anchors=tsa.root_pem)
+        with rawpy.imread(str(crw)) as raw:
+            libraw = datetime.fromtimestamp(raw.other.timestamp.timestamp(), timezone.utc).replace(tzinfo=None)
+        cap = report.capture
+        assert cap["capture_time"] == libraw.isoformat() == "2021-04-08T14:51:12"
+        assert cap["camera"] == {"make": "Canon", "model": "PowerShot S40"} and cap["device_id"] == "S40-0001"
+        assert cap["develop"]["subsampling"] == "444" and cap["develop"]["quality"] == 85
+        assert report.chain[0].time_stamp_trusted and report.signing_time is not None
+        with pytest.raises(SigningError, match="--tsa needs"):
+            _cli(["develop", str(crw), "-o", str(out), "--tsa", "http://127.0.0.1:9/"])
 
 
 class TestBench:
