@@ -166,6 +166,17 @@ def test_trusted_edit_chain_is_edited_with_steps(pkis, tmp_path, capsys):
     assert r.verdict is Verdict.UNTRUSTED and r.provenance.chain[-1].trust is TrustState.DEVICE
 
 
+def test_trusted_edit_of_an_unsigned_photo_has_no_verified_origin(pkis):
+    edited = edit_of(_image("JPEG", seed=3), pkis["editor"], [{"action": "c2pa.cropped"}])
+    store = reference(edited, "image/jpeg", pkis["editor"])
+    assert store["validation_state"] == "Trusted" and len(store["manifests"]) == 1
+    r = verify(edited, device_anchors=pkis["camera"].root_cert, trust_anchors=pkis["editor"].root_cert)
+    assert r.verdict is Verdict.ORIGIN_UNVERIFIED and r.exit_code == 2
+    (step,) = r.provenance.chain
+    assert step.parent is None and step.parent_title == "parent.jpg" and "carries no manifest" in r.summary
+    assert r.capture is None
+
+
 def test_ai_generated_by_trusted_key_is_never_authentic(pkis):
     for pki, anchors in ((pkis["generator"], "trust_anchors"), (pkis["camera"], "device_anchors")):
         for copy_capture in (False, True):
