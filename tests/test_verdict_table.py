@@ -166,6 +166,22 @@ def test_trusted_edit_chain_is_edited_with_steps(pkis, tmp_path, capsys):
     assert r.verdict is Verdict.UNTRUSTED and r.provenance.chain[-1].trust is TrustState.DEVICE
 
 
+def test_altered_history_is_invalid_signature(pkis, tmp_path, capsys):
+    capture = capture_of(pkis["camera"])
+    edited = edit_of(capture, pkis["editor"], [{"action": "c2pa.cropped"}])
+    # The store holds the capture's manifest first: flip one byte of its claim signature box.
+    altered = bytearray(edited)
+    altered[edited.index(b"c2pa.signature") + 60] ^= 0x01
+    store = reference(bytes(altered), "image/jpeg", pkis["camera"], pkis["editor"])
+    assert store["validation_state"] == "Invalid" and not failures(store)  # the active manifest itself is intact
+    deltas = {e["code"] for d in store["validation_results"]["ingredientDeltas"] for e in d["validationDeltas"]["failure"]}
+    assert "claimSignature.mismatch" in deltas
+    r = verify(bytes(altered), device_anchors=pkis["camera"].root_cert, trust_anchors=pkis["editor"].root_cert)
+    assert r.verdict is Verdict.INVALID_SIGNATURE and r.exit_code == 1
+    assert r.provenance.chain[0].valid and not r.provenance.chain[1].valid
+    assert "invalid signature in the history" in r.summary and "claimSignature.mismatch" in r.summary
+
+
 def test_trusted_edit_of_an_unsigned_photo_has_no_verified_origin(pkis):
     edited = edit_of(_image("JPEG", seed=3), pkis["editor"], [{"action": "c2pa.cropped"}])
     store = reference(edited, "image/jpeg", pkis["editor"])

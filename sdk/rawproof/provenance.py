@@ -571,9 +571,10 @@ class ManifestStep:
     Attributes:
         label: The manifest's URN.
         trust: Which anchors its signer chains to.
-        valid: Its claim signature, assertion hashes and (for the active manifest) the
-            content hash validated; ``signingCredential.untrusted`` alone does not count
-            as a failure (that is :attr:`trust`).
+        valid: c2pa reports no failure for it: claim signature, certificate validity,
+            assertion hashes and (for the active manifest) the content hash;
+            ``signingCredential.untrusted`` alone does not count as a failure (that is
+            :attr:`trust`).
         failure_codes: c2pa's failure codes for this manifest (verbatim).
         signer_subject, signer_issuer: Of the signing certificate, ``"C=US, O=..., CN=..."``.
         signing_time: RFC 3161 time-stamp time (ISO 8601), or ``None`` without one.
@@ -898,7 +899,7 @@ def check_provenance(
     while current in manifests and all(s.label != current for s in chain):
         codes = by_label.get(current, empty)
         trust = TrustState.DEVICE if current in device else TrustState.TRUSTED if current in trusted else TrustState.UNTRUSTED
-        valid = c2pa_state != "Invalid" if current == label else not set(codes["failure"]) - _TRUST_CODES
+        valid = not set(codes["failure"]) - _TRUST_CODES
         chain.append(_step(current, store, cr, codes, trust, valid))
         current = chain[-1].parent
     active = chain[0] if chain else None

@@ -243,13 +243,13 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
         return verdict, f"no provenance (no C2PA manifest); {traces}"
     if st is ProvenanceState.UNAVAILABLE:
         return Verdict.MANIFEST_UNAVAILABLE, f"manifest unavailable (remote manifest at {prov.remote_url}, not fetched offline); {traces}"
-    if st is ProvenanceState.INVALID:
-        why = ", ".join(prov.status_codes) or prov.error or "unknown failure"
-        return Verdict.INVALID_SIGNATURE, f"invalid signature ({why}); {traces}"
-    broken = next((s for s in prov.chain[1:] if not s.valid), None)
-    if broken is not None:
+    broken = next((s for s in prov.chain if not s.valid), None)
+    if broken is not None and broken is not prov.chain[0]:
         return Verdict.INVALID_SIGNATURE, (f"invalid signature in the history: {broken.label} by {broken.signer_subject} "
                                            f"({', '.join(broken.failure_codes)}); {traces}")
+    if st is ProvenanceState.INVALID or broken is not None:
+        why = ", ".join(prov.status_codes) or prov.error or "unknown failure"
+        return Verdict.INVALID_SIGNATURE, f"invalid signature ({why}); {traces}"
     untrusted = next((s for s in prov.chain if s.trust is TrustState.UNTRUSTED), None)
     if st is ProvenanceState.UNTRUSTED_SIGNER or untrusted is not None:
         who = prov.signer_subject if untrusted is None else untrusted.signer_subject
