@@ -92,3 +92,40 @@ def test_c2pa_time_stamp(tmp_path):
     assert "timeStamp.trusted" in trusted.success_codes and trusted.chain[0].time_stamp_trusted
     assert "timeStamp.untrusted" in untrusted_tsa.success_codes + untrusted_tsa.informational_codes
     assert not untrusted_tsa.chain[0].time_stamp_trusted
+
+
+def test_add_time_stamp_errors(tmp_path):
+    from rawproof.errors import SigningError
+    from rawproof.provenance import add_time_stamp
+
+    pki = generate_test_pki(tmp_path)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buf, "JPEG")
+    with Signer.from_files(pki.device_chain, pki.device_key) as no_tsa:
+        with pytest.raises(SigningError, match="tsa_url"):
+            add_time_stamp(buf.getvalue(), "image/jpeg", no_tsa)
+    with LocalTsa() as tsa, Signer.from_files(pki.device_chain, pki.device_key, tsa_url=tsa.url) as signer:
+        with pytest.raises(SigningError):
+            add_time_stamp(buf.getvalue(), "image/jpeg", signer)  # nothing signed to time-stamp
+        with pytest.raises(SigningError, match="image/gif"):
+            add_time_stamp(b"GIF89a", "image/gif", signer)
+
+
+def test_timestamp_cli(tmp_path, capsys):
+    from rawproof import cli
+
+    pki = generate_test_pki(tmp_path / "pki")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buf, "PNG")
+    capture = CaptureInfo("A", "B", "c", "0" * 64, ModelRef("nip", "0" * 64), None)
+    with Signer.from_files(pki.device_chain, pki.device_key) as signer:
+        (tmp_path / "s.png").write_bytes(sign_image(buf.getvalue(), "image/png", capture, signer))
+    with LocalTsa() as tsa:
+        code = cli.main(["timestamp", str(tmp_path / "s.png"), "--sign-cert", str(pki.device_chain),
+                         "--sign-key", str(pki.device_key), "--tsa", tsa.url])
+        assert code == 0 and tsa.requests == 2  # the parent's token and the update manifest's own
+        report = check_provenance(tmp_path / "s_timestamped.png", device_anchors=pki.root_cert, tsa_anchors=tsa.root_pem)
+    assert report.state is ProvenanceState.VALID and [s.is_update for s in report.chain] == [True, False]
+    assert "time stamp from" in capsys.readouterr().out
+    assert cli.main(["timestamp", str(tmp_path / "missing.png"), "--sign-cert", str(pki.device_chain),
+                     "--sign-key", str(pki.device_key), "--tsa", "http://127.0.0.1:9/"]) == 3

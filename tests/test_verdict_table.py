@@ -283,25 +283,36 @@ def test_tampering_is_invalid_signature(pkis, case, tmp_path, capsys):
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="the local TSA needs the openssl command-line tool")
 def test_expired_certificate_with_and_without_time_stamp(tmp_path):
+    from rawproof.provenance import add_time_stamp
     from rawproof.tsa import LocalTsa
 
     now = dt.datetime.now(dt.timezone.utc)
-    not_after = now + dt.timedelta(seconds=3)
+    not_after = now + dt.timedelta(seconds=4)
     short = generate_test_pki(tmp_path, device_id="CAM-2", not_before=now - dt.timedelta(days=1), not_after=not_after)
     with LocalTsa() as tsa:
         stamped = capture_of(short, tsa_url=tsa.url)
         plain = capture_of(short)
         assert tsa.requests == 1
+        # Signed offline, time-stamped once online (before the certificate expires): an update manifest.
+        with Signer.from_files(short.device_chain, short.device_key, tsa_url=tsa.url) as online:
+            later = add_time_stamp(plain, "image/jpeg", online)
         kw = {"device_anchors": short.root_cert, "tsa_anchors": tsa.root_pem}
-        assert verify(stamped, **kw).verdict is verify(plain, **kw).verdict is Verdict.AUTHENTIC
+        assert {verify(x, **kw).verdict for x in (stamped, plain, later)} == {Verdict.AUTHENTIC}
         time.sleep(max(0.0, (not_after - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1.0)
-        # After expiry: the time stamp proves the signature was made while the certificate was valid.
-        store = reference(stamped, "image/jpeg", short, tsa_root=tsa.root_pem)
-        assert store["validation_state"] == "Trusted"
-        assert "timeStamp.trusted" in {e["code"] for e in store["validation_results"]["activeManifest"]["success"]}
+        # After expiry: a time stamp proves the signature was made while the certificate was valid.
+        for data in (stamped, later):
+            store = reference(data, "image/jpeg", short, tsa_root=tsa.root_pem)
+            assert store["validation_state"] == "Trusted", data is later
+            r = verify(data, **kw)
+            assert r.verdict is Verdict.AUTHENTIC and r.exit_code == 0, r.summary
+        assert "timeStamp.trusted" in {e["code"] for e in reference(stamped, "image/jpeg", short, tsa_root=tsa.root_pem)
+                                       ["validation_results"]["activeManifest"]["success"]}
         r = verify(stamped, **kw)
-        assert r.verdict is Verdict.AUTHENTIC and r.provenance.chain[0].time_stamp_trusted
-        assert r.provenance.signing_time is not None
+        assert r.provenance.chain[0].time_stamp_trusted and r.provenance.signing_time is not None
+        r = verify(later, **kw)
+        update, capture = r.provenance.chain
+        assert update.is_update and not capture.is_update and capture.is_capture
+        assert [a["action"] for a in update.actions] == ["c2pa.opened"] and "later updated" in r.summary
         # Without one, nothing dates the signature: expired.
         store = reference(plain, "image/jpeg", short, tsa_root=tsa.root_pem)
         assert store["validation_state"] == "Invalid" and "signingCredential.expired" in failures(store)

@@ -60,6 +60,7 @@ __all__ = [
     "build_manifest",
     "signer_assertion_labels",
     "sign_image",
+    "add_time_stamp",
     "check_provenance",
     "mosaic_sha256",
     "bench_signing",
@@ -531,6 +532,55 @@ def sign_image(
     return out.getvalue()
 
 
+def add_time_stamp(image_bytes: bytes, mime: str, signer: Signer) -> bytes:
+    """Time-stamp an already signed image later: an update manifest holding an RFC 3161 token
+    over its active manifest's signature (C2PA 2.x ``c2pa.time-stamp`` assertion).
+
+    For a device that signed offline: once online, and before its certificate expires, it
+    (or a trusted service) calls this, and the capture's signature stays valid after the
+    certificate expires, as if it had been time-stamped at signing. The update manifest
+    changes no pixel and declares no edit (``c2pa.opened`` of the signed image, intent
+    *update*, no hard binding of its own), so ``verify()`` still reads the capture as
+    ``AUTHENTIC`` when ``signer`` is trusted (:attr:`ManifestStep.is_update`).
+
+    Args:
+        image_bytes: A JPEG or PNG with a C2PA manifest.
+        mime: ``"image/jpeg"`` or ``"image/png"``.
+        signer: Signs the update manifest; it must have a ``tsa_url`` (c2pa asks that TSA
+            for both the new token and the update manifest's own time stamp).
+
+    Returns:
+        The image with the update manifest added, pixels untouched.
+
+    Raises:
+        SigningError: no ``tsa_url``, unsupported ``mime``, a closed signer, an image
+            without a manifest, or a failed signature or time stamp.
+    """
+    if mime not in _MIME_TYPES:
+        raise SigningError(f"cannot time-stamp {mime!r}; supported: {list(_MIME_TYPES)}")
+    if signer.tsa_url is None:
+        raise SigningError("add_time_stamp needs a signer with a tsa_url")
+    handle = signer._handle
+    if handle is None:
+        raise SigningError("the signer is closed")
+    agent = {"name": "rawproof", "version": __version__}
+    settings = {"builder": {"thumbnail": {"enabled": False},
+                            # c2pa fetches a token for the parent's signature and writes c2pa.time-stamp
+                            "auto_timestamp_assertion": {"enabled": True, "skip_existing": False, "fetch_scope": "parent"}}}
+    out = io.BytesIO()
+    signer._take_callback_error()
+    try:
+        with c2pa.Context.from_dict(settings) as ctx, c2pa.Builder({"claim_generator_info": [agent]}, ctx) as builder:
+            builder.set_intent(c2pa.C2paBuilderIntent.UPDATE)
+            builder.sign(handle, mime, io.BytesIO(image_bytes), out)
+    except c2pa.C2paError as e:
+        cause = signer._take_callback_error()
+        if cause is not None:
+            raise SigningError(f"the signing callback failed: {cause!r}") from cause
+        raise SigningError(f"c2pa could not add a time stamp: {e}") from e
+    return out.getvalue()
+
+
 class ProvenanceState(enum.Enum):
     """Verdict of :func:`check_provenance` on the active manifest, as c2pa's validation gives it."""
 
@@ -589,6 +639,9 @@ class ManifestStep:
         parent: URN of the manifest of its ``parentOf`` ingredient (the previous step),
             or ``None`` (a creation, or a parent without a manifest).
         parent_title: Title of the ``parentOf`` ingredient, or ``None``.
+        is_update: An update manifest (C2PA: no hard binding of its own, only
+            non-editorial changes such as a ``c2pa.time-stamp`` added later,
+            :func:`add_time_stamp`): the content is still its parent's.
     """
 
     label: str
@@ -606,6 +659,7 @@ class ManifestStep:
     metadata: Mapping[str, Any] | None = None
     parent: str | None = None
     parent_title: str | None = None
+    is_update: bool = False
 
     @property
     def is_capture(self) -> bool:
@@ -631,7 +685,7 @@ class ManifestStep:
             "is_capture": self.is_capture, "is_synthetic": self.is_synthetic,
             "capture": None if self.capture is None else dict(self.capture),
             "metadata": None if self.metadata is None else dict(self.metadata),
-            "parent": self.parent, "parent_title": self.parent_title,
+            "parent": self.parent, "parent_title": self.parent_title, "is_update": self.is_update,
         }
 
 
@@ -804,9 +858,8 @@ def _step(label: str, store: Mapping[str, Any], cr: Mapping[str, Any], codes: Ma
     )
     data = {a.get("label"): a.get("data") for a in assertions}
     parent = next((i for i in manifest.get("ingredients") or [] if i.get("relationship") == "parentOf"), None)
-    cert: Mapping[str, Any] = next(
-        ((m.get("signature") or {}).get("certificateInfo") or {} for m in cr.get("manifests", []) if m.get("label") == label), {}
-    )
+    cr_manifest: Mapping[str, Any] = next((m for m in cr.get("manifests", []) if m.get("label") == label), {})
+    cert = (cr_manifest.get("signature") or {}).get("certificateInfo") or {}
     gen = (manifest.get("claim_generator_info") or [{}])[0]
     return ManifestStep(
         label=label, trust=trust, valid=valid,
@@ -819,6 +872,7 @@ def _step(label: str, store: Mapping[str, Any], cr: Mapping[str, Any], codes: Ma
         capture=data.get(CAPTURE_ASSERTION_LABEL), metadata=data.get(METADATA_ASSERTION_LABEL),
         parent=None if parent is None else parent.get("active_manifest"),
         parent_title=None if parent is None else parent.get("title"),
+        is_update=bool(cr_manifest.get("isUpdateManifest")),
     )
 
 

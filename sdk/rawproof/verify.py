@@ -193,15 +193,17 @@ def _resolve_fan(fan: str | os.PathLike[str] | ModelInfo | None,
 
 
 def _auto_scale(prov: ProvenanceReport, width: int, height: int, downscale: float) -> tuple[float, str]:
-    capture = prov.capture
+    capture = prov.origin.capture if prov.origin is not None else prov.capture
     if not isinstance(capture, Mapping):
         return 1.0, "as-is"
     dev = capture.get("develop") or {}
     if isinstance(dev, Mapping) and "width" in dev and "height" in dev:
         original = (dev["width"], dev["height"]) == (width, height)
     else:
-        # The hard binding is intact, so the pixels are exactly those the camera developed.
-        original = prov.state in (ProvenanceState.VALID, ProvenanceState.UNTRUSTED_SIGNER)
+        # The hard binding is intact and nothing but the capture (and updates) wrote content,
+        # so the pixels are exactly those the camera developed.
+        edits = [s for s in prov.chain if not s.is_update]
+        original = prov.state in (ProvenanceState.VALID, ProvenanceState.UNTRUSTED_SIGNER) and len(edits) == 1
     return (1.0 / downscale, "camera-original") if original else (1.0, "as-is")
 
 
@@ -228,6 +230,8 @@ def _traces_phrase(fa: ForensicAnalysis) -> str:
 
 def _step_phrase(step: ManifestStep) -> str:
     acts = ", ".join(str(a.get("action", "?")).removeprefix("c2pa.") for a in step.actions) or "no actions"
+    if step.is_update:
+        acts = f"update ({acts})"
     when = f" at {step.signing_time}" if step.signing_time else ""
     return f"{acts} by {step.signer_subject} ({step.trust.value}{when})"
 
@@ -256,7 +260,9 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
         where = "" if untrusted is None or untrusted is prov.chain[0] else " in the history"
         return Verdict.UNTRUSTED, f"untrusted signer{where} ({who}, not chained to a trust anchor); {traces}"
     steps = "; ".join(f"{i + 1}. {_step_phrase(s)}" for i, s in enumerate(reversed(prov.chain)))
-    synthetic = next((s for s in prov.chain if s.is_synthetic), None)
+    # Update manifests (e.g. a time stamp added later) change no content: they are not edits.
+    history = [s for s in prov.chain if not s.is_update]
+    synthetic = next((s for s in history if s.is_synthetic), None)
     if synthetic is not None:
         kinds = ", ".join(t.rsplit("/", 1)[-1] for t in synthetic.source_types if t in SYNTHETIC_SOURCE_TYPES)
         return Verdict.SYNTHETIC, f"synthetic: trusted provenance declares {kinds} content; history: {steps}"
@@ -266,9 +272,11 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
                else "the first manifest is not a capture" if origin.parent_title is None
                else f"the parent {origin.parent_title!r} carries no manifest")
         return Verdict.ORIGIN_UNVERIFIED, f"origin unverified: {why}; history: {steps}; {traces}"
-    if len(prov.chain) > 1:
+    if len(history) > 1:
         return Verdict.EDITED, f"edited: trusted edits of a device capture; history: {steps}"
-    who = f"device capture signed by {prov.signer_subject}"
+    who = f"device capture signed by {origin.signer_subject}"
+    if len(prov.chain) > 1:
+        who += f" (later updated: {steps})"
     if fa.traces is Traces.MANIPULATED and not fa.out_of_channel:
         return Verdict.MANIPULATED, f"manipulated: {who}, but {traces}: altered before signing, or a FAN false alarm"
     return Verdict.AUTHENTIC, f"authentic: {who}; {traces}"
