@@ -259,6 +259,8 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
         who = prov.signer_subject if untrusted is None else untrusted.signer_subject
         where = "" if untrusted is None or untrusted is prov.chain[0] else " in the history"
         return Verdict.UNTRUSTED, f"untrusted signer{where} ({who}, not chained to a trust anchor); {traces}"
+    if not prov.chain:  # c2pa validated a store whose active manifest it did not list: nothing to read
+        return Verdict.ORIGIN_UNVERIFIED, f"origin unverified: no readable active manifest; {traces}"
     steps = "; ".join(f"{i + 1}. {_step_phrase(s)}" for i, s in enumerate(reversed(prov.chain)))
     # Update manifests (e.g. a time stamp added later) change no content: they are not edits.
     history = [s for s in prov.chain if not s.is_update]
