@@ -46,9 +46,12 @@ _ROOT_PEM = b""
 _FAN = None
 
 _EXPECTED = {
-    ProvenanceState.VALID: {Verdict.AUTHENTIC, Verdict.MANIPULATED},
+    # A valid active manifest can still have a broken or untrusted step in its history.
+    ProvenanceState.VALID: {Verdict.AUTHENTIC, Verdict.MANIPULATED, Verdict.EDITED, Verdict.SYNTHETIC,
+                            Verdict.ORIGIN_UNVERIFIED, Verdict.INVALID_SIGNATURE, Verdict.UNTRUSTED},
     ProvenanceState.INVALID: {Verdict.INVALID_SIGNATURE},
     ProvenanceState.UNTRUSTED_SIGNER: {Verdict.UNTRUSTED},
+    ProvenanceState.UNAVAILABLE: {Verdict.MANIFEST_UNAVAILABLE},
     ProvenanceState.NO_MANIFEST: {Verdict.NO_PROVENANCE_CONSISTENT, Verdict.NO_PROVENANCE_MANIPULATED,
                                   Verdict.NO_PROVENANCE_UNANALYZED, Verdict.NO_PROVENANCE_INCONCLUSIVE},
 }
@@ -57,7 +60,7 @@ _EXPECTED = {
 def test_one_input(data: bytes) -> None:
     """atheris entry: verify ``data`` as an image; only RawproofError may escape."""
     try:
-        report = verify(data, trust_anchors=_ROOT_PEM, fan=_FAN, max_pixels=MAX_PIXELS, threads=1)
+        report = verify(data, device_anchors=_ROOT_PEM, fan=_FAN, max_pixels=MAX_PIXELS, threads=1)
     except RawproofError:
         return
     assert report.verdict in _EXPECTED[report.provenance.state], (report.verdict, report.provenance.state)

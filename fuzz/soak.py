@@ -109,7 +109,7 @@ def run_soak(cycles: int, every: int = 25, warmup: int | None = None) -> SoakRes
         for i in range(1, cycles + 1):
             with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer:  # type: ignore[attr-defined]
                 res = develop(frames[i % 4], model=nip, signer=signer, fmt=("jpeg", "png")[i % 2], threads=1)
-            rep = verify(res.signed, trust_anchors=root, fan=fan, threads=1)
+            rep = verify(res.signed, device_anchors=root, fan=fan, threads=1)
             assert rep.verdict in (Verdict.AUTHENTIC, Verdict.MANIPULATED), rep.summary
             del res, rep
             if i == warm:

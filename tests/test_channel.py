@@ -118,3 +118,27 @@ def test_gradient_reaches_nip_first_layer(name: str) -> None:
     F.cross_entropy(logits, torch.full((2,), list(MANIPULATIONS).index(name))).backward()
     grad = nip.encoders[0][0].weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_straight_through_backend_is_real_libjpeg_forward_and_identity_backward() -> None:
+    x = _smooth(2, 64, 48).requires_grad_()
+    y = channel(x, 2, 50, backend="libjpeg-st")
+    small = downscale(x.detach(), 2)
+    torch.testing.assert_close(y.detach(), libjpeg_roundtrip(small, 50), atol=1e-6, rtol=0)
+    w = torch.rand_like(y)
+    (y * w).sum().backward()
+    # the gradient is the downscale's alone: d/dx sum(w * avgpool(x)) = w / 4 spread over each 2x2 block
+    torch.testing.assert_close(x.grad, w.repeat_interleave(2, 2).repeat_interleave(2, 3) / 4)
+    none = channel(x.detach(), 2, 50, backend="none")
+    torch.testing.assert_close(none, small)
+
+
+def test_random_channel_draws_backends() -> None:
+    x = _smooth(1, 32, 32)
+    rc = RandomChannel(qualities=[50], backends=["libjpeg-st", "none"], rounding="hard")
+    assert rc.nominal.backend.value == "libjpeg-st" and "backends=['libjpeg-st', 'none']" in repr(rc)
+    torch.manual_seed(0)
+    outs = [rc(x) for _ in range(20)]
+    assert any(torch.equal(o, downscale(x, 2)) for o in outs) and any(not torch.equal(o, downscale(x, 2)) for o in outs)
+    with pytest.raises(ValueError):
+        RandomChannel(backends=[])

@@ -45,7 +45,7 @@ def _frame(k: int) -> RawFrame:
 def _cycle(k: int, signer: Signer, root_pem: bytes, nip: Path, fan: Path, fmt: str) -> tuple:
     """One develop+sign+verify of frame k; returns everything that must not depend on timing."""
     res = develop(_frame(k), model=nip, signer=signer, capture=BASE_CAPTURE, fmt=fmt, tile=24, threads=1)
-    rep = verify(res.signed, trust_anchors=root_pem, fan=fan, threads=1)
+    rep = verify(res.signed, device_anchors=root_pem, fan=fan, threads=1)
     fa = rep.forensics
     return (k, hashlib.sha256(res.rgb.tobytes()).hexdigest(), res.raw_sha256, rep.verdict.value,
             rep.provenance.state.value, rep.capture["raw_sha256"], rep.capture["nip"]["sha256"],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from rawproof.develop import (
     encode_image,
     register,
 )
-from rawproof.errors import ModelError, ProviderError, RawFormatError
+from rawproof.errors import ModelError, ProviderError, RawFormatError, SigningError
 from rawproof.raw import CFA, RawFrame
 from rawproof.runtime import clear_session_cache
 
@@ -182,13 +184,54 @@ class TestSigning:
         assert cap["raw_sha256"] == res.raw_sha256
         assert cap["nip"] == {"name": "tiny", "sha256": res.model_sha256}
         assert cap["camera"] == {"make": "Acme", "model": "Cam 1"} and cap["device_id"] == "SN42"
-        assert cap["develop"]["quality"] == 90
+        assert cap["develop"]["quality"] == 90 and cap["develop"]["subsampling"] == "420"
+        # Capture facts: the frame records no capture time, so none is claimed; the develop time is separate.
+        assert cap["capture_time"] is None and "when" not in report.chain[0].actions[0]
+        assert datetime.fromisoformat(cap["develop_time"]).tzinfo is not None
+        # The file is encoded as recorded (libjpeg's chroma layout read back) and carries the EXIF.
+        from rawproof.imageio import decode_rgb
+
+        assert decode_rgb(res.signed).jpeg_subsampling == "420"
+        with Image.open(io.BytesIO(res.signed)) as im:
+            exif = im.getexif()
+        assert (exif[0x010F], exif[0x0110]) == ("Acme", "Cam 1") and 0x9003 not in exif.get_ifd(0x8769)
         p = res.save(tmp_path / "signed.jpg")
         assert p.read_bytes() == res.signed
         with pytest.raises(ValueError, match="signed as jpeg"):
             res.save(tmp_path / "signed.png")
         with pytest.raises(ValueError, match="quality 90"):
             res.save(tmp_path / "signed.jpg", quality=95)
+
+    @pytest.mark.parametrize("fmt", ["jpeg", "png"])
+    def test_created_assertions_capture_time_and_device_id(self, frame: RawFrame, pki, fmt: str) -> None:
+        import c2pa
+
+        from rawproof.provenance import Signer, check_provenance
+
+        anonymous = dataclasses.replace(frame, device_id="", capture_time="2022-01-20T08:15:52")
+        with Signer.from_files(pki.device_chain, pki.device_key, alg=pki.alg.value) as signer:
+            res = develop(anonymous, signer=signer, fmt=fmt, quality=80, subsampling="444")
+        # c2pa's own reader: actions, capture and metadata are the signer's created assertions.
+        with c2pa.Reader(f"image/{fmt}", io.BytesIO(res.signed)) as reader:
+            detailed = json.loads(reader.detailed_json())
+        claim = detailed["manifests"][detailed["active_manifest"]]["claim"]
+        created = {a["url"].rsplit("/", 1)[-1] for a in claim["created_assertions"]}
+        assert {"c2pa.actions.v2", "org.rawproof.capture", "c2pa.metadata"} <= created
+        assert not claim.get("gathered_assertions")
+        report = check_provenance(res.signed, device_anchors=pki.root_cert)
+        cap = report.capture
+        assert cap["device_id"] == "SN42" == signer.device_id  # from the certificate's serialNumber
+        assert cap["capture_time"] == "2022-01-20T08:15:52"
+        assert report.chain[0].metadata["exif:DateTimeOriginal"] == "2022-01-20T08:15:52"
+        with Image.open(io.BytesIO(res.signed)) as im:
+            assert im.getexif().get_ifd(0x8769)[0x9003] == "2022:01:20 08:15:52"
+        if fmt == "png":
+            assert "quality" not in cap["develop"] and "subsampling" not in cap["develop"] and res.quality is None
+        else:
+            assert cap["develop"]["quality"] == 80 and cap["develop"]["subsampling"] == "444"
+            from rawproof.imageio import decode_rgb
+
+            assert decode_rgb(res.signed).jpeg_subsampling == "444"
 
     def test_capture_overrides(self, frame: RawFrame, pki) -> None:
         from rawproof.provenance import CaptureInfo, ModelRef, Signer, check_provenance
@@ -198,7 +241,7 @@ class TestSigning:
         with Signer.from_files(pki.device_chain, pki.device_key, alg=pki.alg.value) as signer:
             res = develop(frame, signer=signer, capture=base, fmt="png")
         cap = check_provenance(res.signed, trust_anchors=pki.root_cert).capture
-        assert cap["raw_sha256"] == res.raw_sha256 and cap["nip"]["name"] == "tiny"
+        assert cap["raw_sha256"] == res.raw_sha256 and cap["nip"]["name"] == "tiny" and "quality" not in cap["develop"]
         assert cap["capture_time"] == "2025-01-31T12:00:00+00:00" and cap["develop"]["iso"] == 100
         assert cap["camera"]["make"] == "Other"
         with Image.open(io.BytesIO(res.signed)) as im:
@@ -225,6 +268,36 @@ class TestCli:
     def test_text_and_missing_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(RawFormatError, match="no such file"):
             _cli(["develop", str(tmp_path / "none.dng")])
+
+    def test_signed_crw_with_time_stamp(self, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        # A 2002 PowerShot CRW: the signed capture time is the camera's (as LibRaw reads it), not today.
+        import shutil
+
+        import rawpy
+
+        from rawproof.keygen import generate_test_pki
+        from rawproof.provenance import check_provenance
+        from rawproof.tsa import LocalTsa
+
+        crw = shared_data / "extra" / "raw" / "canon_powershot_s40" / "CRW_0101.CRW"
+        if not crw.is_file() or shutil.which("openssl") is None:
+            pytest.skip("needs the extra CRW files and the openssl command-line tool")
+        pki = generate_test_pki(tmp_path / "pki", device_id="S40-0001")
+        out = tmp_path / "s40.jpg"
+        with LocalTsa() as tsa:
+            args = ["develop", str(crw), "-o", str(out), "--tile", "256", "--quality", "85", "--subsampling", "444",
+                    "--sign-cert", str(pki.device_chain), "--sign-key", str(pki.device_key), "--tsa", tsa.url]
+            assert _cli(args) == 0 and tsa.requests == 1
+            report = check_provenance(out, device_anchors=pki.root_cert, tsa_anchors=tsa.root_pem)
+        with rawpy.imread(str(crw)) as raw:
+            libraw = datetime.fromtimestamp(raw.other.timestamp.timestamp(), timezone.utc).replace(tzinfo=None)
+        cap = report.capture
+        assert cap["capture_time"] == libraw.isoformat() == "2021-04-08T14:51:12"
+        assert cap["camera"] == {"make": "Canon", "model": "PowerShot S40"} and cap["device_id"] == "S40-0001"
+        assert cap["develop"]["subsampling"] == "444" and cap["develop"]["quality"] == 85
+        assert report.chain[0].time_stamp_trusted and report.signing_time is not None
+        with pytest.raises(SigningError, match="--tsa needs"):
+            _cli(["develop", str(crw), "-o", str(out), "--tsa", "http://127.0.0.1:9/"])
 
 
 class TestBench:

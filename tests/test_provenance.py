@@ -3,10 +3,12 @@ Pillow (libjpeg/libpng) decodes pixels for the checks that signing leaves them a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,17 +25,20 @@ from rawproof.jumbf import JumbfError
 from rawproof.keygen import KeyAlg, generate_test_pki
 from rawproof.provenance import (
     CAPTURE_ASSERTION_LABEL,
-    COMPUTATIONAL_CAPTURE,
+    DIGITAL_CAPTURE,
+    METADATA_ASSERTION_LABEL,
     CaptureInfo,
     ModelRef,
     ProvenanceState,
     Signer,
     SigningAlg,
+    TrustState,
     bench_signing,
     build_manifest,
     check_provenance,
     mosaic_sha256,
     sign_image,
+    signer_assertion_labels,
 )
 
 MIME_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG"}
@@ -97,6 +102,14 @@ def signed_jpeg(es256, capture) -> bytes:
         return sign_image(encode("JPEG"), "image/jpeg", capture, signer)
 
 
+def claim_assertion_urls(data: bytes, mime: str) -> tuple[list[str], list[str]]:
+    """The claim's created and gathered assertion URLs, as c2pa's detailed report gives them."""
+    with c2pa.Reader(mime, io.BytesIO(data)) as reader:
+        detailed = json.loads(reader.detailed_json())
+    claim = detailed["manifests"][detailed["active_manifest"]]["claim"]
+    return [a["url"] for a in claim["created_assertions"]], [a["url"] for a in claim.get("gathered_assertions", [])]
+
+
 def c2pa_store(data: bytes, mime: str, anchors: bytes) -> dict:
     ctx = c2pa.Context.from_dict({"trust": {"trust_anchors": anchors.decode()}, "verify": {"ocsp_fetch": False}})
     with ctx, c2pa.Reader(mime, io.BytesIO(data), context=ctx) as reader:
@@ -125,8 +138,16 @@ class TestSignAndCheck:
         assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
         (created,) = assertions["c2pa.actions.v2"]["actions"]
         assert created["action"] == "c2pa.created"
-        assert created["digitalSourceType"] == COMPUTATIONAL_CAPTURE
+        assert created["digitalSourceType"] == DIGITAL_CAPTURE
+        assert created["when"] == capture.capture_time
+        assert assertions[METADATA_ASSERTION_LABEL]["tiff:Make"] == "Canon"
+        assert assertions[METADATA_ASSERTION_LABEL]["exif:DateTimeOriginal"] == capture.capture_time
         assert "thumbnail" not in manifest
+        # The claim lists actions, capture and metadata among the signer's created assertions.
+        created_urls, gathered_urls = claim_assertion_urls(signed, mime)
+        for label in ("c2pa.actions.v2", CAPTURE_ASSERTION_LABEL, METADATA_ASSERTION_LABEL):
+            assert f"self#jumbf=c2pa.assertions/{label}" in created_urls
+        assert gathered_urls == []
 
         report = check_provenance(signed, trust_anchors=pki.root_cert)
         assert report.state is ProvenanceState.VALID
@@ -267,6 +288,27 @@ class TestTrust:
         assert report.state is ProvenanceState.UNTRUSTED_SIGNER
         assert "signingCredential.untrusted" in report.status_codes
 
+    def test_device_and_other_anchors(self, es256, signed_jpeg, tmp_path):
+        other = generate_test_pki(tmp_path)
+        cases = [
+            ({"device_anchors": es256.root_cert}, TrustState.DEVICE),
+            ({"device_anchors": es256.root_cert, "trust_anchors": other.root_cert}, TrustState.DEVICE),
+            ({"device_anchors": other.root_cert, "trust_anchors": es256.root_cert}, TrustState.TRUSTED),
+            ({"trust_anchors": es256.root_cert}, TrustState.TRUSTED),
+            ({"device_anchors": other.root_cert}, TrustState.UNTRUSTED),
+        ]
+        for kw, trust in cases:
+            report = check_provenance(signed_jpeg, **kw)
+            (step,) = report.chain
+            assert step.trust is trust, kw
+            assert report.state is (ProvenanceState.UNTRUSTED_SIGNER if trust is TrustState.UNTRUSTED else ProvenanceState.VALID)
+            assert step.valid and step.is_capture and not step.is_synthetic and step.parent is None
+            assert step.capture == report.capture and step.metadata["tiff:Model"] == "EOS 550D"
+            assert step.signer_subject == report.signer_subject and step.label == report.active_manifest
+        d = check_provenance(signed_jpeg, device_anchors=es256.root_cert).to_dict()
+        assert d["chain"][0]["trust"] == "device" and d["chain"][0]["actions"][0]["action"] == "c2pa.created"
+        json.dumps(d)
+
     def test_anchors_do_not_leak_between_calls(self, es256, signed_jpeg):
         assert check_provenance(signed_jpeg, trust_anchors=es256.root_cert).state is ProvenanceState.VALID
         assert check_provenance(signed_jpeg).state is ProvenanceState.UNTRUSTED_SIGNER
@@ -389,6 +431,17 @@ class TestErrors:
         with make_signer(es256, "files") as signer, pytest.raises(SigningError):
             sign_image(b"\xff\xd8\xff garbage", "image/jpeg", capture, signer)
 
+    def test_device_id_from_certificate(self, es256, tmp_path):
+        with make_signer(es256, "files") as signer:
+            assert signer.device_id == "rawproof-test-device"  # the subject serialNumber keygen writes
+            assert signer.tsa_url is None
+
+    def test_unreachable_tsa(self, es256, capture):
+        # Port 9 (discard) on 127.0.0.1: nothing listens, so the time stamp cannot be had.
+        with Signer.from_files(es256.device_chain, es256.device_key, tsa_url="http://127.0.0.1:9/") as signer:
+            with pytest.raises(SigningError):
+                sign_image(encode("JPEG"), "image/jpeg", capture, signer)
+
     def test_closed_signer(self, es256, capture):
         signer = make_signer(es256, "files")
         signer.close()
@@ -403,10 +456,15 @@ class TestCaptureInfo:
         manifest = build_manifest(capture)
         assert manifest["claim_generator_info"] == [{"name": "rawproof", "version": rawproof.__version__}]
         labels = [a["label"] for a in manifest["assertions"]]
-        assert labels == ["c2pa.actions.v2", CAPTURE_ASSERTION_LABEL]
+        assert labels == ["c2pa.actions.v2", CAPTURE_ASSERTION_LABEL, METADATA_ASSERTION_LABEL]
         action = manifest["assertions"][0]["data"]["actions"][0]
         assert action["action"] == "c2pa.created"
-        assert action["digitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/computationalCapture"
+        assert action["digitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+        assert action["when"] == capture.capture_time
+        # A later assertion (e.g. c2pa.soft-binding) is signer-attributed by the same mechanism.
+        extra = {**manifest, "assertions": [*manifest["assertions"], {"label": "org.example.more.v2", "data": {}}]}
+        assert signer_assertion_labels(extra) == ["c2pa.actions", CAPTURE_ASSERTION_LABEL, METADATA_ASSERTION_LABEL,
+                                                  "c2pa.soft-binding", "org.example.more"]
         data = manifest["assertions"][1]["data"]
         assert data["nip"] == {"name": "nip-unet", "sha256": capture.nip.sha256}
         assert data["fan"]["name"] == "fan-cnn"
@@ -426,8 +484,9 @@ class TestCaptureInfo:
         "override, match",
         [
             ({"raw_sha256": "ABC"}, "raw_sha256"),
-            ({"capture_time": "2025-01-01T00:00:00"}, "UTC offset"),
+            ({"develop_time": "2025-01-01T00:00:00"}, "UTC offset"),
             ({"capture_time": "yesterday"}, "ISO 8601"),
+            ({"develop_time": "yesterday"}, "ISO 8601"),
             ({"develop": {"f": object()}}, "JSON"),
             ({"develop": {"f": float("nan")}}, "JSON"),
         ],
@@ -440,6 +499,22 @@ class TestCaptureInfo:
         fields.update(override)
         with pytest.raises(ValueError, match=match):
             CaptureInfo(**fields)
+
+    def test_capture_time_without_offset_or_unknown(self, es256, capture):
+        # A RAW records its camera's wall clock without a zone: kept as it is, and no action "when"
+        # (C2PA wants RFC 3339 there). No time at all: absent everywhere, never the develop time.
+        for when in ("2022-01-20T08:15:52", None):
+            info = dataclasses.replace(capture, capture_time=when, develop_time="2026-01-01T10:00:00+00:00")
+            manifest = build_manifest(info)
+            action = manifest["assertions"][0]["data"]["actions"][0]
+            assert "when" not in action
+            meta = manifest["assertions"][2]["data"]
+            assert meta.get("exif:DateTimeOriginal") == when
+            assert manifest["assertions"][1]["data"]["capture_time"] == when
+            assert manifest["assertions"][1]["data"]["develop_time"] == "2026-01-01T10:00:00+00:00"
+            with make_signer(es256, "files") as signer:
+                signed = sign_image(encode("JPEG"), "image/jpeg", info, signer)
+            assert check_provenance(signed, device_anchors=es256.root_cert).capture["capture_time"] == when
 
     def test_model_ref_invalid(self):
         with pytest.raises(ValueError, match="sha256"):
@@ -466,6 +541,12 @@ class TestCaptureInfo:
 
 def test_bench_signing_smoke():
     rows = bench_signing(width=320, height=240, repeats=1)
-    assert [r["name"] for r in rows] == ["sign_jpeg_no_thumbnail", "sign_jpeg_thumbnail", "check_provenance_jpeg"]
-    assert all(r["best_ms"] > 0 and r["repeats"] == 1 for r in rows)
-    assert rows[0]["target_ms"] == 30.0 and rows[2]["target_ms"] == 50.0
+    by = {r["name"]: r for r in rows}
+    if shutil.which("openssl") is None:  # no local TSA: its rows are left out
+        assert list(by) == ["sign_jpeg_no_thumbnail", "sign_jpeg_thumbnail", "check_provenance_jpeg"]
+        return
+    assert list(by) == ["sign_jpeg_no_thumbnail", "sign_jpeg_tsa", "tsa_added", "sign_jpeg_thumbnail",
+                        "check_provenance_jpeg"]
+    assert all(r["repeats"] == 1 for r in rows) and all(by[n]["best_ms"] > 0 for n in by if n != "tsa_added")
+    assert by["sign_jpeg_no_thumbnail"]["target_ms"] == 15.0 and by["tsa_added"]["target_ms"] == 20.0
+    assert by["tsa_added"]["median_ms"] == pytest.approx(by["sign_jpeg_tsa"]["median_ms"] - by["sign_jpeg_no_thumbnail"]["median_ms"])

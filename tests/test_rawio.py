@@ -11,7 +11,9 @@ from PIL import Image
 
 from rawproof.errors import RawFormatError
 from rawproof.raw import CFA
-from rawproof.rawio import frame_from_array, read_camera_name, read_manifest_entry, read_pgm, read_png16
+from rawproof.rawio import (
+    frame_from_array, read_camera_name, read_capture_time, read_manifest_entry, read_pgm, read_png16,
+)
 
 
 def write_pgm(path: Path, m: np.ndarray, maxval: int = 65535, comment: bool = True) -> None:
@@ -102,3 +104,71 @@ def test_camera_name_data_files(shared_data: Path) -> None:
     crw = shared_data / "extra" / "raw" / "canon_powershot_s40" / "CRW_0101.CRW"
     if crw.is_file():
         assert read_camera_name(crw) == "Canon PowerShot S40"
+
+
+def _tiff_with_times(path: Path, ifd0: dict[int, bytes], exif_ifd: dict[int, bytes], big_endian: bool = False) -> Path:
+    """A minimal TIFF (TIFF 6.0 layout): IFD0 with ASCII tags and, if ``exif_ifd``, an EXIF IFD (0x8769) after it."""
+    e = ">" if big_endian else "<"
+    ifd0_off = 8
+    n0 = len(ifd0) + (1 if exif_ifd else 0)
+    exif_off = ifd0_off + 2 + 12 * n0 + 4
+    data_off = exif_off + (2 + 12 * len(exif_ifd) + 4 if exif_ifd else 0)
+    blobs = b""
+
+    def entries(tags: dict[int, bytes]) -> bytes:
+        nonlocal blobs
+        out = b""
+        for tag, value in sorted(tags.items()):
+            out += struct.pack(e + "HHII", tag, 2, len(value), data_off + len(blobs))
+            blobs += value
+        return out
+
+    head = (b"MM\0*" if big_endian else b"II*\0") + struct.pack(e + "I", ifd0_off)
+    first = entries(ifd0)
+    if exif_ifd:
+        first += struct.pack(e + "HHII", 0x8769, 4, 1, exif_off)
+    body = struct.pack(e + "H", n0) + first + b"\0" * 4
+    if exif_ifd:
+        body += struct.pack(e + "H", len(exif_ifd)) + entries(exif_ifd) + b"\0" * 4
+    path.write_bytes(head + body + blobs)
+    return path
+
+
+def test_capture_time_from_tiff_exif(tmp_path: Path) -> None:
+    z = b"\0"
+    both = _tiff_with_times(tmp_path / "a.dng", {0x0132: b"2030:01:01 00:00:00" + z},
+                            {0x9003: b"2022:01:20 08:15:52" + z, 0x9011: b"+01:00" + z})
+    assert read_capture_time(both) == "2022-01-20T08:15:52+01:00"  # DateTimeOriginal wins, with its offset
+    no_offset = _tiff_with_times(tmp_path / "b.dng", {}, {0x9003: b"2022:01:20 08:15:52" + z}, big_endian=True)
+    assert read_capture_time(no_offset) == "2022-01-20T08:15:52"
+    only_ifd0 = _tiff_with_times(tmp_path / "c.dng", {0x0132: b"2021:03:26 21:18:06" + z}, {})
+    assert read_capture_time(only_ifd0) == "2021-03-26T21:18:06"
+    blank = _tiff_with_times(tmp_path / "d.dng", {}, {0x9003: b"    :  :     :  :  " + z})
+    assert read_capture_time(blank) is None
+    (tmp_path / "e.bin").write_bytes(b"hello")
+    assert read_capture_time(tmp_path / "e.bin") is None
+    assert read_capture_time(tmp_path / "missing.dng") is None
+    (tmp_path / "f.dng").write_bytes(both.read_bytes()[:20])  # truncated inside IFD0
+    assert read_capture_time(tmp_path / "f.dng") is None
+
+
+def test_capture_time_agrees_with_libraw(shared_data: Path) -> None:
+    import datetime as dt
+
+    import rawpy
+
+    files = sorted((shared_data / "extra" / "raw").glob("*/*")) + sorted((shared_data / "raw").glob("*.dng"))
+    if not files:
+        pytest.skip("no camera RAW files in the data folder")
+    for path in files:
+        with rawpy.imread(str(path)) as raw:
+            ts = raw.other.timestamp
+        # LibRaw keeps a CIFF time as stored (camera wall-clock seconds) and reads EXIF strings in the
+        # host's zone; rawpy converts back in the host's zone. Undo each to the camera's wall clock.
+        if path.suffix.upper() == ".CRW":
+            ts = dt.datetime.fromtimestamp(ts.timestamp(), dt.timezone.utc).replace(tzinfo=None)
+        got = read_capture_time(path)
+        if ts.timestamp() == 0 if path.suffix.upper() != ".CRW" else ts == dt.datetime(1970, 1, 1):
+            assert got is None, path.name  # LibRaw found no time either
+        else:
+            assert got is not None and dt.datetime.fromisoformat(got).replace(tzinfo=None) == ts, path.name

@@ -173,3 +173,24 @@ def test_peak_memory_bounded(models: dict[str, Path]) -> None:
     whole = _peak_rss_growth_mb(models["plain"], 0)
     assert tiled < 128, f"tiled run grew peak RSS by {tiled:.0f} MB"
     assert whole > 2 * tiled + 100, f"whole {whole:.0f} MB vs tiled {tiled:.0f} MB"
+
+
+def test_clipped_sensor_values_stay_white_in_every_tile(models: dict[str, Path]) -> None:
+    rng = np.random.default_rng(3)
+    stack = rng.uniform(0.1, 0.6, (4, 40, 56)).astype(np.float32)
+    stack[:, 5:9, 30:50] = 1.0          # blown highlight spanning a tile seam: every plane clipped
+    stack[0, 20:24, 10:14] = 1.0        # red alone clipped
+    stack[1, 30:33, 40:44] = 1.0        # one green plane only: not a clipped green
+    sess = get_session(models["plain"], "nip")
+    raw = np.empty((80, 112, 3), np.uint8)
+    quantize_into(raw, sess.run(stack[None])[0].copy())
+    out = run_nip(sess, stack, tile=16).rgb
+    assert (out[10:18, 60:100] == 255).all()
+    assert (out[40:48, 20:28, 0] == 255).all() and (out[40:48, 20:28, 1:] == raw[40:48, 20:28, 1:]).all()
+    assert (out[60:66, 80:88, 1] == raw[60:66, 80:88, 1]).all()
+    # nothing else changed
+    mask = np.zeros(out.shape, bool)
+    mask[10:18, 60:100] = True
+    mask[40:48, 20:28, 0] = True
+    np.testing.assert_array_equal(out[~mask], raw[~mask])
+    assert (raw[mask] < 255).mean() > 0.5  # the toy NIP alone would leave them grey

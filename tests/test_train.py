@@ -247,3 +247,41 @@ def test_nip_width_travels_with_the_checkpoint(tiny_dataset: Path, tmp_path: Pat
     run(_cfg(tiny_dataset, tmp_path / "fan", regime="fan", nip="inetplus", nip_width=4, nip_checkpoint=str(tmp_path / "wide" / "nip.pt"), steps=1))
     res = evaluate_run(tmp_path / "fan", data=tiny_dataset, patches_per_class=2, patch=32, channels=(ChannelSpec("jpeg50", "jpeg", 50),))
     assert res.nip == "inetplus" and np.isfinite(res.psnr_db)
+
+
+def test_random_crops_stay_inside_the_margin_and_cover_every_phase() -> None:
+    from rawproof_train.train import random_crops
+
+    n, size, margin, k = 3, 8, 5, 40
+    x = torch.arange(n * 32 * 32, dtype=torch.float32).reshape(n, 1, 32, 32)
+    crops = random_crops(x, size, margin, k, torch.Generator().manual_seed(0))
+    assert crops.shape == (n * k, 1, size, size)
+    tops = []
+    for j, c in enumerate(crops):
+        i = j // k  # crops of image i come together
+        local = int(c[0, 0, 0]) - i * 32 * 32
+        y, xx = divmod(local, 32)
+        assert margin <= y <= 32 - margin - size and margin <= xx <= 32 - margin - size
+        torch.testing.assert_close(c, x[i, :, y:y + size, xx:xx + size])
+        tops.append((y % 2, xx % 8))
+    assert {t[0] for t in tops} == {0, 1} and len({t[1] for t in tops}) == 8  # odd offsets and every JPEG-grid phase
+
+
+def test_product_protocol_joint_run_with_context_codec_mix_and_visibility(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="region"):
+        load_config(None, region=48)
+    with pytest.raises(ValueError, match="product protocol"):
+        load_config(None, crops=4)
+    with pytest.raises(ValueError, match="libjpeg-st"):
+        load_config(None, regime="joint", backend="libjpeg")
+    run(_cfg(tiny_dataset, tmp_path / "nip", regime="nip", steps=1))
+    cfg = _cfg(tiny_dataset, tmp_path / "ctx", regime="joint", nip_checkpoint=str(tmp_path / "nip" / "nip.pt"), steps=2,
+               region=64, context=8, crops=2, vis=1.0, backend=["libjpeg-st", "torch"])
+    metrics = run(cfg)
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "ctx" / "log.csv").read_text())))
+    assert float(rows[-1]["vis"]) >= 0.0 and rows[-1]["val_accuracy"]
+    from rawproof_train.train import describe_channel
+
+    assert describe_channel(cfg) == ("2x box down + {libjpeg (straight-through), dJPEG} q50 444 (hard rounding), drawn per step; "
+                                     "product protocol: 2 crops of 32 px per 64 px NIP window, >= 8 px inside")

@@ -104,7 +104,7 @@ def _flip_scan_byte(jpeg: bytes) -> bytes:
 
 
 def test_signed_png_is_authentic(signed, pki):
-    r = verify(signed["png"], trust_anchors=pki.root_cert)
+    r = verify(signed["png"], device_anchors=pki.root_cert)
     assert r.provenance.state is ProvenanceState.VALID
     assert r.capture == signed["capture"].to_dict()
     assert r.verdict is Verdict.AUTHENTIC and r.exit_code == 0
@@ -112,19 +112,19 @@ def test_signed_png_is_authentic(signed, pki):
     assert fa.fan_source == "manifest" and fa.fan_name == "toy_fan"
     assert r.scale_mode == "camera-original" and fa.scale == 0.5 and fa.analysed_size == (H, W)
     assert fa.traces is Traces.CONSISTENT
-    assert r.summary.startswith("authentic: valid C2PA signature by") and "consistent with an unedited capture" in r.summary
+    assert r.summary.startswith("authentic: device capture signed by") and "consistent with an unedited capture" in r.summary
     assert (r.width, r.height, r.image_format) == (2 * W, 2 * H, "PNG")
 
 
 def test_signed_jpeg_valid_and_assertion_parsed(signed, pki):
-    r = verify(signed["jpeg"], trust_anchors=pki.root_cert)
+    r = verify(signed["jpeg"], device_anchors=pki.root_cert)
     assert r.provenance.state is ProvenanceState.VALID
     assert r.capture["fan"]["name"] == "toy_fan" and r.capture["device_id"] == "dev-1"
     assert r.verdict is Verdict.AUTHENTIC
 
 
 def test_signed_but_manipulated_before_signing(signed, pki):
-    r = verify(signed["blurred_png"], trust_anchors=pki.root_cert)
+    r = verify(signed["blurred_png"], device_anchors=pki.root_cert)
     assert r.provenance.state is ProvenanceState.VALID
     assert r.verdict is Verdict.MANIPULATED and r.exit_code == 1
     assert "Gaussian blur" in r.summary
@@ -139,13 +139,13 @@ def test_untrusted_signer(signed):
 
 def test_tampered_jpeg_invalid_and_cli_exit_1(signed, pki, tmp_path, monkeypatch, capsys):
     tampered = _flip_scan_byte(signed["jpeg"])
-    r = verify(tampered, trust_anchors=pki.root_cert)
+    r = verify(tampered, device_anchors=pki.root_cert)
     assert r.provenance.state is ProvenanceState.INVALID
     assert r.verdict is Verdict.INVALID_SIGNATURE and r.exit_code == 1
     assert "assertion.dataHash.mismatch" in r.summary
     path = tmp_path / "t.jpg"
     path.write_bytes(tampered)
-    code, out = _run_cli([str(path), "--trust", str(pki.root_cert)], monkeypatch, capsys)
+    code, out = _run_cli([str(path), "--trust-device", str(pki.root_cert)], monkeypatch, capsys)
     assert code == 1 and "INVALID_SIGNATURE" in out
 
 
@@ -212,7 +212,7 @@ def test_input_kinds_give_the_same_report(signed, pki, tmp_path):
         d["forensics"].pop("fan_ms")
         return d
 
-    reports = [verify(src, trust_anchors=pki.root_cert) for src in
+    reports = [verify(src, device_anchors=pki.root_cert) for src in
                (signed["png"], path, str(path), io.BytesIO(signed["png"]))]
     assert all(strip(r) == strip(reports[0]) for r in reports[1:])
 
@@ -237,7 +237,7 @@ def test_cli_usage_error_exits_3(monkeypatch, capsys):
 def test_cli_json_and_heatmap(signed, pki, tmp_path, monkeypatch, capsys):
     path, heat = tmp_path / "s.png", tmp_path / "heat.png"
     path.write_bytes(signed["png"])
-    code, out = _run_cli([str(path), "--trust", str(pki.root_cert), "--json", "--heatmap", str(heat), "--stride", "8"],
+    code, out = _run_cli([str(path), "--trust-device", str(pki.root_cert), "--json", "--heatmap", str(heat), "--stride", "8"],
                          monkeypatch, capsys)
     assert code == 0
     d = json.loads(out)
@@ -250,11 +250,11 @@ def test_cli_json_and_heatmap(signed, pki, tmp_path, monkeypatch, capsys):
 
 
 def test_save_heatmap_and_heatmap_false(signed, pki, tmp_path):
-    r = verify(signed["png"], trust_anchors=pki.root_cert)
+    r = verify(signed["png"], device_anchors=pki.root_cert)
     out = save_heatmap(r, tmp_path / "h.png")
     with Image.open(out) as im:
         assert im.size == (2 * W, 2 * H)
-    lean = verify(signed["png"], trust_anchors=pki.root_cert, heatmap=False)
+    lean = verify(signed["png"], device_anchors=pki.root_cert, heatmap=False)
     assert lean.preview is None and lean.forensics.p_manipulated.size == 0
     assert lean.verdict is r.verdict and lean.summary == r.summary
     with pytest.raises(VerificationError, match="heatmap=False"):
@@ -262,21 +262,21 @@ def test_save_heatmap_and_heatmap_false(signed, pki, tmp_path):
 
 
 def test_scale_options(signed, pki):
-    r = verify(signed["png"], trust_anchors=pki.root_cert, scale="none")
+    r = verify(signed["png"], device_anchors=pki.root_cert, scale="none")
     assert r.scale_mode == "none" and r.forensics.analysed_size == (2 * H, 2 * W)
-    r = verify(signed["png"], trust_anchors=pki.root_cert, scale=0.25)
+    r = verify(signed["png"], device_anchors=pki.root_cert, scale=0.25)
     assert r.scale_mode == "explicit" and r.forensics.analysed_size == (H // 2, W // 2)
     with pytest.raises(ValueError):
         verify(signed["png"], scale="big")
 
 
 def test_fan_selection(signed, pki, tmp_path, monkeypatch):
-    r = verify(signed["unknown_fan"], trust_anchors=pki.root_cert)
+    r = verify(signed["unknown_fan"], device_anchors=pki.root_cert)
     assert r.forensics.fan_source == "default" and "is not installed" in r.forensics.reason
-    r = verify(signed["png"], trust_anchors=pki.root_cert, fan=toy_fan_path())
+    r = verify(signed["png"], device_anchors=pki.root_cert, fan=toy_fan_path())
     assert r.forensics.fan_source == "explicit"
     monkeypatch.setenv("RAWPROOF_MODELS", str(tmp_path))  # empty: no FAN installed
-    r = verify(signed["png"], trust_anchors=pki.root_cert)
+    r = verify(signed["png"], device_anchors=pki.root_cert)
     assert r.verdict is Verdict.AUTHENTIC and r.forensics.traces is Traces.UNAVAILABLE
     assert "forensic analysis unavailable: no FAN model installed" in r.summary
     r = verify(_png(noise_image(40, 40, seed=1)))

@@ -7,7 +7,7 @@ Data path, top to bottom::
     with rawproof.Signer.from_files("chain.pem", "key.pem") as signer:
         result = rawproof.develop(frame, signer=signer)      # NIP (onnxruntime, tiled) -> uint8 -> JPEG -> C2PA
     result.save("photo.jpg")
-    report = rawproof.verify("photo.jpg", trust_anchors="root.pem")   # C2PA validation + FAN traces
+    report = rawproof.verify("photo.jpg", device_anchors="root.pem")  # C2PA validation + history + FAN traces
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ from rawproof.errors import (
 from rawproof.fingerprint import DeviceMatch, Fingerprint, enroll, match
 from rawproof.provenance import (
     CaptureInfo,
+    ManifestStep,
     ModelRef,
     ProvenanceReport,
     ProvenanceState,
     Signer,
     SigningAlg,
+    TrustState,
+    add_time_stamp,
     build_manifest,
     check_provenance,
     mosaic_sha256,
@@ -60,8 +63,11 @@ __all__ = [
     "ModelRef",
     "ProvenanceReport",
     "ProvenanceState",
+    "TrustState",
+    "ManifestStep",
     "build_manifest",
     "sign_image",
+    "add_time_stamp",
     "check_provenance",
     "mosaic_sha256",
     "RawproofError",

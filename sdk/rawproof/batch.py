@@ -121,7 +121,7 @@ class BatchOptions:
     """What every worker needs to verify an image; plain values so it pickles anywhere.
 
     Attributes:
-        trust_anchors: PEM bytes of the trust anchors (read once by the driver), or ``None``.
+        trust_anchors: PEM bytes of other trusted signers' anchors (read once by the driver), or ``None``.
         fan: Path or shipped name of the FAN, or ``None`` (verify's own choice per image).
         stride: Patch grid step in analysed pixels, or ``None`` (patch size / 2).
         scale: As for :func:`rawproof.verify.verify`.
@@ -131,6 +131,8 @@ class BatchOptions:
         crash_once_marker: Testing aid for fault injection: when set, the first worker
             that manages to create this file exits abruptly (``os._exit``) before its
             chunk, exactly once across all workers sharing the filesystem.
+        device_anchors, tsa_anchors: PEM bytes of the device and time-stamp authority
+            anchors, or ``None`` (as for :func:`rawproof.verify.verify`).
     """
 
     trust_anchors: bytes | None = None
@@ -140,6 +142,8 @@ class BatchOptions:
     providers: str | None = None
     threads: int = 1
     crash_once_marker: str | None = None
+    device_anchors: bytes | None = None
+    tsa_anchors: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,8 @@ def verify_one(item: str, opts: BatchOptions) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         data = _local_path(item).read_bytes()
-        rep = verify(data, trust_anchors=opts.trust_anchors, fan=opts.fan, stride=opts.stride, scale=opts.scale,
+        rep = verify(data, device_anchors=opts.device_anchors, trust_anchors=opts.trust_anchors,
+                     tsa_anchors=opts.tsa_anchors, fan=opts.fan, stride=opts.stride, scale=opts.scale,
                      providers=opts.providers, threads=opts.threads, heatmap=False)
         session = _session_tag(opts) if rep.forensics.available else None
     except Exception as e:  # one bad image must not fail the batch; the row keeps the type and message
@@ -565,6 +570,18 @@ def _outputs(out: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     return outs
 
 
+def _read_anchors(source: str | os.PathLike[str] | bytes | None) -> bytes | None:
+    """PEM bytes from bytes, PEM text or a path; ``None`` stays ``None``."""
+    if source is None or isinstance(source, bytes):
+        return source
+    if isinstance(source, str) and "-----BEGIN" in source:
+        return source.encode()
+    try:
+        return Path(source).read_bytes()
+    except OSError as e:
+        raise VerificationError(f"cannot read trust anchors: {e}") from e
+
+
 def verify_batch(
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -583,6 +600,8 @@ def verify_batch(
     chunk_size: int = 8,
     max_retries: int = 3,
     progress: bool = True,
+    device_anchors: str | os.PathLike[str] | bytes | None = None,
+    tsa_anchors: str | os.PathLike[str] | bytes | None = None,
     _crash_once_marker: str | None = None,
 ) -> BatchSummary:
     """Verify every image of ``inputs`` and write one row per image to ``out``.
@@ -598,7 +617,8 @@ def verify_batch(
         ray_address: ``ray.init(address=...)``, e.g. ``"auto"`` or ``"ray://head:10001"``;
             ``None`` starts a local cluster. An already initialised Ray is reused and left
             running.
-        trust_anchors: PEM text, bytes or a path, read once here and sent to the workers.
+        device_anchors, trust_anchors, tsa_anchors: PEM text, bytes or a path each (as for
+            :func:`rawproof.verify.verify`), read once here and sent to the workers.
         fan, stride, scale, providers: As for :func:`rawproof.verify.verify`.
         resume: Skip inputs whose ``path`` is already in ``out`` or its journal;
             ``False`` starts over (the outputs are replaced).
@@ -626,17 +646,7 @@ def verify_batch(
         raise ValueError("workers >= 1, chunk_size >= 1 and max_retries >= 0 are required")
     if stride is not None and stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    anchors: bytes | None = None
-    if trust_anchors is not None:
-        if isinstance(trust_anchors, bytes):
-            anchors = trust_anchors
-        elif isinstance(trust_anchors, str) and "-----BEGIN" in trust_anchors:
-            anchors = trust_anchors.encode()
-        else:
-            try:
-                anchors = Path(trust_anchors).read_bytes()
-            except OSError as e:
-                raise VerificationError(f"cannot read trust anchors: {e}") from e
+    anchors, devices, tsas = (_read_anchors(a) for a in (trust_anchors, device_anchors, tsa_anchors))
     fan_arg = None if fan is None else os.fspath(fan)
     if fan_arg is not None:
         # A broken FAN would turn every row into an error: fail once, here, instead.
@@ -646,7 +656,8 @@ def verify_batch(
         get_session(find_model(fan_arg, ModelKind.FAN), ModelKind.FAN, providers=providers, threads=threads)
         if "://" not in fan_arg and Path(fan_arg).exists():
             fan_arg = str(Path(fan_arg).resolve())
-    opts = BatchOptions(anchors, fan_arg, stride, scale, providers, threads, _crash_once_marker)
+    opts = BatchOptions(anchors, fan_arg, stride, scale, providers, threads, _crash_once_marker,
+                        device_anchors=devices, tsa_anchors=tsas)
 
     items = collect_inputs(inputs)
     journal_path = outs[0].with_name(outs[0].name + _JOURNAL_SUFFIX)
@@ -749,7 +760,7 @@ def bench_batch(fan: str | os.PathLike[str], *, n: int = 500, size: int = 256, w
 def _run_cli(args: argparse.Namespace) -> int:
     summary = verify_batch(
         args.inputs, args.out, workers=args.workers, ray=args.ray, ray_address=args.ray_address,
-        trust_anchors=args.trust, fan=args.fan, stride=args.stride, resume=not args.no_resume,
+        device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan, stride=args.stride, resume=not args.no_resume,
         retry_errors=args.retry_errors, providers=args.providers, threads=args.threads,
         chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -770,7 +781,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="worker processes / local Ray CPUs (default: CPU count)")
     p.add_argument("--ray", action="store_true", help="run on Ray (pip install 'rawproof[ray]')")
     p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--trust", metavar="ROOT_PEM", help="trust anchor certificate(s), PEM")
+    p.add_argument("--trust-device", metavar="ROOT_PEM", help="device trust anchors, PEM (as for rawproof verify)")
+    p.add_argument("--trust", metavar="ROOT_PEM", help="other trusted signers' anchors, PEM (as for rawproof verify)")
+    p.add_argument("--trust-tsa", metavar="ROOT_PEM", help="time-stamp authority anchors, PEM")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name")
     p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated")

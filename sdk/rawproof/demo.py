@@ -2,7 +2,7 @@
 
 1. develop the sample (Canon PowerShot G2 CRW) with the default shipped NIP;
 2. sign it at capture with freshly generated *test* credentials (C2PA, ES256);
-3. verify the signed file with the test root as trust anchor;
+3. verify the signed file with the test root as device trust anchor;
 4. simulate a sharing platform (strip metadata, 2x bilinear downscale, JPEG q50) and
    verify again: no provenance left, so the report rests on the learned traces.
 """
@@ -58,8 +58,8 @@ def run_demo(out_dir: Path, *, as_json: bool = False) -> int:
         signed_path = result.save(out_dir / "demo_signed.jpg")
         shared_path = out_dir / "demo_shared.jpg"
         shared_path.write_bytes(platform_reencode(result.signed))
-        signed_report = verify(signed_path, trust_anchors=pki.root_cert)
-        shared_report = verify(shared_path, trust_anchors=pki.root_cert)
+        signed_report = verify(signed_path, device_anchors=pki.root_cert)
+        shared_report = verify(shared_path, device_anchors=pki.root_cert)
     timings = {k: round(v, 1) for k, v in result.timings.as_dict().items()}
     if as_json:
         print(json.dumps({

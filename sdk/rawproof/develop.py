@@ -44,6 +44,7 @@ __all__ = [
     "DevelopResult",
     "develop",
     "encode_image",
+    "capture_exif",
     "bench_develop",
     "register",
 ]
@@ -94,6 +95,8 @@ class SensorBuffer:
         stride: Bytes per row; 0 = tightly packed.
         wb: (R, G, B) or (R, Gr, Gb, B) white-balance gains, or ``None``.
         camera, device_id: Free text for the capture assertion.
+        capture_time: When the sensor was exposed (ISO 8601, with a UTC offset if the
+            firmware knows its zone), as the firmware read its clock; ``None`` if unknown.
     """
 
     data: bytes | bytearray | memoryview | np.ndarray
@@ -107,6 +110,7 @@ class SensorBuffer:
     wb: tuple[float, ...] | None = None
     camera: str = ""
     device_id: str = ""
+    capture_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,29 +145,59 @@ class DevelopTimings:
         return dataclasses.asdict(self)
 
 
-def encode_image(rgb: np.ndarray, fmt: str | ImageEncoding = ImageEncoding.JPEG, quality: int = 95) -> bytes:
+def encode_image(rgb: np.ndarray, fmt: str | ImageEncoding = ImageEncoding.JPEG, quality: int = 95, *,
+                 subsampling: str = "420", exif: bytes | None = None) -> bytes:
     """Encode a uint8 H x W x 3 sRGB image with Pillow (libjpeg/libpng).
 
     Args:
         rgb: uint8, H x W x 3, sRGB.
         fmt: JPEG or PNG.
         quality: JPEG quality 1..95 (ignored for PNG).
+        subsampling: JPEG chroma subsampling, ``"444"``, ``"422"`` or ``"420"`` (Pillow's
+            default; ignored for PNG).
+        exif: An EXIF block (``Image.Exif().tobytes()``, e.g. from :func:`capture_exif`) to
+            embed: APP1 in a JPEG, ``eXIf`` in a PNG.
 
     Raises:
-        ValueError: bad array or quality.
+        ValueError: bad array, quality or subsampling.
     """
+    from rawproof.imageio import PILLOW_SUBSAMPLING
+
     enc = ImageEncoding.parse(fmt)
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must be uint8 H x W x 3, got {getattr(rgb, 'dtype', None)} {getattr(rgb, 'shape', None)}")
     if enc is ImageEncoding.JPEG and not 1 <= int(quality) <= 95:
         raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
+    if subsampling not in PILLOW_SUBSAMPLING:
+        raise ValueError(f"subsampling must be one of {list(PILLOW_SUBSAMPLING)}, got {subsampling!r}")
     buf = io.BytesIO()
     img = Image.fromarray(rgb, "RGB")
+    extra = {} if exif is None else {"exif": exif}
     if enc is ImageEncoding.JPEG:
-        img.save(buf, "JPEG", quality=int(quality))
+        img.save(buf, "JPEG", quality=int(quality), subsampling=PILLOW_SUBSAMPLING[subsampling], **extra)
     else:
-        img.save(buf, "PNG")
+        img.save(buf, "PNG", **extra)
     return buf.getvalue()
+
+
+def capture_exif(capture: CaptureInfo) -> bytes:
+    """The EXIF block of a capture: Make, Model, Software (rawproof version),
+    DateTimeOriginal and, when the capture time has one, OffsetTimeOriginal.
+
+    Returns:
+        EXIF bytes (``Exif\\0\\0`` + TIFF) for :func:`encode_image`.
+    """
+    exif = Image.Exif()
+    exif[0x010F] = capture.camera_make
+    exif[0x0110] = capture.camera_model
+    exif[0x0131] = f"rawproof {capture.sdk_version}"
+    when = capture.capture_datetime
+    if when is not None:
+        ifd = exif.get_ifd(0x8769)
+        ifd[0x9003] = when.strftime("%Y:%m:%d %H:%M:%S")
+        if when.utcoffset() is not None:
+            ifd[0x9011] = when.isoformat()[-6:]
+    return exif.tobytes()
 
 
 @dataclass(frozen=True)
@@ -181,7 +215,7 @@ class DevelopResult:
         tiles: Number of NIP runs (tiles).
         signed: The encoded image with its C2PA manifest when ``signer`` was given, else ``None``.
         signed_format: Format of ``signed``.
-        quality: JPEG quality used for ``signed``.
+        quality: JPEG quality used for ``signed``; ``None`` for PNG or unsigned.
         capture: The :class:`rawproof.provenance.CaptureInfo` that was signed, or ``None``.
     """
 
@@ -238,10 +272,11 @@ def _to_frame(raw: RawFrame | SensorBuffer | str | os.PathLike[str], threads: in
     if isinstance(raw, RawFrame):
         return raw
     if isinstance(raw, SensorBuffer):
-        return RawFrame.from_buffer(
+        frame = RawFrame.from_buffer(
             raw.data, raw.width, raw.height, raw.fmt, raw.cfa, raw.black, raw.white,
             stride=raw.stride, wb=raw.wb, camera=raw.camera, device_id=raw.device_id, threads=threads,
         )
+        return frame if raw.capture_time is None else dataclasses.replace(frame, capture_time=raw.capture_time)
     if isinstance(raw, (str, os.PathLike)):
         return RawFrame.from_file(raw)
     raise TypeError(f"develop() takes a RawFrame, SensorBuffer or file path, got {type(raw).__name__}")
@@ -281,6 +316,7 @@ def develop(
     capture: CaptureInfo | None = None,
     fmt: str | ImageEncoding = ImageEncoding.JPEG,
     quality: int = 95,
+    subsampling: str = "420",
 ) -> DevelopResult:
     """Develop a Bayer RAW into an 8-bit sRGB image with a NIP, optionally signed (C2PA).
 
@@ -296,8 +332,14 @@ def develop(
         signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``).
         capture: Base capture assertion (e.g. with ``capture_time`` or ``fan``); its
             ``raw_sha256``, ``nip`` and ``develop`` settings are always replaced by what
-            this call actually did. Default: built from the frame's camera/device id.
-        fmt, quality: Encoding of the signed image.
+            this call actually did, and a missing ``develop_time`` is set. Default: built
+            from the frame: camera, capture time from the RAW's own metadata (absent if
+            it has none), device id from the frame, else the signing certificate's
+            identity (:attr:`Signer.device_id`).
+        fmt, quality, subsampling: Encoding of the signed image (quality and chroma
+            subsampling for JPEG only); recorded as they were in the capture assertion's
+            ``develop`` settings. The signed file also carries the capture's EXIF
+            (:func:`capture_exif`).
 
     Returns:
         :class:`DevelopResult`.
@@ -317,6 +359,10 @@ def develop(
     enc = ImageEncoding.parse(fmt)
     if signer is not None and enc is ImageEncoding.JPEG and not 1 <= int(quality) <= 95:
         raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
+    from rawproof.imageio import PILLOW_SUBSAMPLING
+
+    if subsampling not in PILLOW_SUBSAMPLING:
+        raise ValueError(f"subsampling must be one of {list(PILLOW_SUBSAMPLING)}, got {subsampling!r}")
     # Resolve the model first: a missing model should fail before seconds of unpacking.
     info = find_model(model, ModelKind.NIP)
     session = get_session(info, ModelKind.NIP, providers=providers, threads=nthreads)
@@ -336,20 +382,23 @@ def develop(
     if signer is not None:
         from rawproof import provenance
 
-        settings = {"format": enc.value, "quality": int(quality), "tile": tile, "provider": session.provider,
+        codec = {"quality": int(quality), "subsampling": subsampling} if enc is ImageEncoding.JPEG else {}
+        settings = {"format": enc.value, **codec, "tile": tile, "provider": session.provider,
                     "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
         nip_ref = provenance.ModelRef(info.name, info.sha256)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if capture is None:
             make, cam_model = _split_camera(frame.camera)
             signed_capture = provenance.CaptureInfo(
-                camera_make=make, camera_model=cam_model, device_id=frame.device_id, raw_sha256=raw_sha,
-                nip=nip_ref, capture_time=datetime.now(timezone.utc).isoformat(timespec="seconds"), develop=settings,
-                fan=_paired_fan(info),
+                camera_make=make, camera_model=cam_model, device_id=frame.device_id or signer.device_id, raw_sha256=raw_sha,
+                nip=nip_ref, capture_time=frame.capture_time, develop=settings, fan=_paired_fan(info), develop_time=now,
             )
         else:
-            signed_capture = dataclasses.replace(capture, raw_sha256=raw_sha, nip=nip_ref, develop={**capture.develop, **settings})
+            base = {k: v for k, v in capture.develop.items() if k not in ("quality", "subsampling")}
+            signed_capture = dataclasses.replace(capture, raw_sha256=raw_sha, nip=nip_ref, develop={**base, **settings},
+                                                 develop_time=capture.develop_time or now)
         t4 = time.perf_counter()
-        encoded = encode_image(rgb, enc, quality)
+        encoded = encode_image(rgb, enc, quality, subsampling=subsampling, exif=capture_exif(signed_capture))
         t5 = time.perf_counter()
         signed = provenance.sign_image(encoded, enc.mime, signed_capture, signer)
         encode_ms, sign_ms = (t5 - t4) * 1e3, (time.perf_counter() - t5) * 1e3
@@ -362,7 +411,7 @@ def develop(
     return DevelopResult(
         rgb=rgb, model_name=info.name, model_sha256=info.sha256, provider=session.provider, timings=timings,
         raw_sha256=raw_sha, tiles=tiled.tiles, signed=signed, signed_format=enc if signed is not None else None,
-        quality=int(quality) if signed is not None else None, capture=signed_capture,
+        quality=int(quality) if signed is not None and enc is ImageEncoding.JPEG else None, capture=signed_capture,
     )
 
 
@@ -413,10 +462,12 @@ def _run_cli(args: argparse.Namespace) -> int:
             raise SigningError("--sign-cert and --sign-key go together")
         from rawproof.provenance import Signer
 
-        signer = Signer.from_files(args.sign_cert, args.sign_key, alg=args.sign_alg)
+        signer = Signer.from_files(args.sign_cert, args.sign_key, alg=args.sign_alg, tsa_url=args.tsa)
+    elif args.tsa:
+        raise SigningError("--tsa needs --sign-cert and --sign-key")
     try:
         res = develop(args.file, model=args.model, providers=args.providers, tile=args.tile, threads=args.threads,
-                      signer=signer, fmt=enc, quality=args.quality)
+                      signer=signer, fmt=enc, quality=args.quality, subsampling=args.subsampling)
     finally:
         if signer is not None:
             signer.close()
@@ -449,9 +500,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=None, help="core tile side in stack pixels (default 512; 0 = whole frame)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..95 (default 95)")
+    p.add_argument("--subsampling", default="420", choices=["444", "422", "420"], help="JPEG chroma subsampling (default 420)")
     s = p.add_argument_group("signing (C2PA)")
     s.add_argument("--sign-cert", help="device certificate chain PEM")
     s.add_argument("--sign-key", help="device private key PEM")
     s.add_argument("--sign-alg", default="es256", help="signature algorithm (default es256)")
+    s.add_argument("--tsa", metavar="URL", help="RFC 3161 time-stamp authority: the signature stays valid after the "
+                                                "device certificate expires (see docs/provenance.md for offline devices)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     p.set_defaults(func=_run_cli)

@@ -178,6 +178,9 @@ class RawFrame:
             ``"daylight"`` (LibRaw's daylight multipliers, used when the as-shot ones
             fail :func:`plausible_wb`), ``"given"`` (passed by the caller), or ``""``
             (``wb`` is ``None`` or unknown). Informational only.
+        capture_time: When the sensor was exposed, ISO 8601, from the RAW file's own
+            metadata (:func:`rawproof.rawio.read_capture_time`; with a UTC offset only when
+            the file records one), or ``None`` when unknown.
     """
 
     mosaic: np.ndarray
@@ -189,6 +192,7 @@ class RawFrame:
     camera: str = ""
     device_id: str = ""
     wb_source: str = ""
+    capture_time: str | None = None
 
     def __post_init__(self) -> None:
         m = self.mosaic
@@ -379,7 +383,7 @@ class RawFrame:
         """
         import rawpy
 
-        from rawproof.rawio import read_camera_name
+        from rawproof.rawio import read_camera_name, read_capture_time
 
         p = Path(path)
         if not p.is_file():
@@ -427,7 +431,7 @@ class RawFrame:
         return cls(
             mosaic=mosaic, cfa=cfa, black=black, white=white, wb=wb,
             ccm=_ccm_from_libraw(cam_xyz, rgb_cam), camera=read_camera_name(p),
-            wb_source=source if wb is not None else "",
+            wb_source=source if wb is not None else "", capture_time=read_capture_time(p),
         )
 
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from datetime import datetime, timezone
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "frame_from_array",
     "read_manifest_entry",
     "read_camera_name",
+    "read_capture_time",
 ]
 
 CONTAINERS = ("dng", "u16le", "u8", "pgm16be", "png16")
@@ -192,6 +194,113 @@ def read_camera_name(path: str | os.PathLike[str]) -> str:
     return model if model.lower().startswith(make.lower()) else f"{make} {model}".strip()
 
 
+def read_capture_time(path: str | os.PathLike[str]) -> str | None:
+    """When the sensor was exposed, from the RAW file's own metadata, as ISO 8601.
+
+    * TIFF-based RAW (DNG, NEF, CR2, ARW, KDC, ...): EXIF ``DateTimeOriginal`` (tag
+      0x9003 in the EXIF IFD), with ``OffsetTimeOriginal`` (0x9011) as the UTC offset
+      when the file has it (``"2022-01-20T08:15:52+01:00"``), else without an offset: the
+      camera's wall clock, zone unknown. Without ``DateTimeOriginal``: IFD0 ``DateTime``
+      (0x0132), which a camera writes once, when it saves the capture.
+    * Canon CIFF (CRW): the ``CapturedTime`` record (0x180E), seconds of the camera's
+      wall clock since 1970, without an offset.
+
+    Returns ``None`` when the file records no time (an expected absence: never replaced
+    by the time of developing). LibRaw's ``timestamp`` (rawpy ``other.timestamp``) is not
+    used: it reads EXIF strings with the host's time zone and CIFF times as UTC, so the
+    same file would give different times on different hosts.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if head[:2] in (b"II", b"MM") and head[6:14] == b"HEAPCCDR":
+                return _ciff_capture_time(f, head[:2] == b"II")
+            if head[:4] in (b"II*\0", b"MM\0*"):
+                return _tiff_capture_time(f, head[:2] == b"II")
+    except (OSError, struct.error, UnicodeDecodeError, ValueError, OverflowError):
+        return None
+    return None
+
+
+def _ifd_entries(f: Any, e: str, offset: int) -> list[tuple[int, int, int, int]]:
+    f.seek(offset)
+    (n,) = struct.unpack(e + "H", f.read(2))
+    return [struct.unpack(e + "HHII", f.read(12)) for _ in range(min(n, 512))]
+
+
+def _ascii_value(f: Any, e: str, typ: int, count: int, value: int) -> str:
+    if typ != 2 or not 0 < count < 256:
+        return ""
+    if count <= 4:
+        raw = struct.pack(e + "I", value)[:count]
+    else:
+        f.seek(value)
+        raw = f.read(count)
+    return raw.split(b"\0")[0].decode("ascii").strip()
+
+
+def _tiff_capture_time(f: Any, little: bool) -> str | None:
+    e = "<" if little else ">"
+    f.seek(4)
+    (ifd,) = struct.unpack(e + "I", f.read(4))
+    ifd0 = _ifd_entries(f, e, ifd)
+    exif = next((value for tag, _, _, value in ifd0 if tag == 0x8769), None)
+    values = {tag: _ascii_value(f, e, typ, count, value) for tag, typ, count, value in ifd0 if tag == 0x0132}
+    if exif is not None:
+        values.update({tag: _ascii_value(f, e, typ, count, value) for tag, typ, count, value in _ifd_entries(f, e, exif)})
+    stamp = None
+    for tag in (0x9003, 0x0132):  # DateTimeOriginal; else IFD0 DateTime, which a camera writes once, at capture
+        try:
+            stamp = datetime.strptime(values.get(tag, ""), "%Y:%m:%d %H:%M:%S")
+            break
+        except ValueError:
+            continue  # absent, blank ("    :  :     :  :  ") or malformed
+    if stamp is None:
+        return None
+    offset = values.get(0x9011, "") if tag == 0x9003 else ""
+    text = stamp.isoformat()
+    return text + offset if re.fullmatch(r"[+-]\d\d:\d\d", offset) else text
+
+
+def _ciff_capture_time(f: Any, little: bool) -> str | None:
+    e = "<" if little else ">"
+    found = _ciff_record(f, e, 0x180E, 12)
+    if found is None:
+        return None
+    (seconds,) = struct.unpack(e + "I", found[:4])
+    if seconds == 0:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def _ciff_record(f: Any, e: str, wanted: int, max_len: int) -> bytes | None:
+    """The first ``max_len`` bytes of the first CIFF record of type ``wanted`` (heap walk, 4 levels deep)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(2)
+    (hlen,) = struct.unpack(e + "I", f.read(4))
+
+    def walk(offset: int, length: int, depth: int) -> bytes | None:
+        if depth > 4 or length < 6 or offset + length > size:
+            return None
+        f.seek(offset + length - 4)
+        (tb,) = struct.unpack(e + "I", f.read(4))
+        f.seek(offset + tb)
+        (n,) = struct.unpack(e + "H", f.read(2))
+        recs = [struct.unpack(e + "HII", f.read(10)) for _ in range(min(n, 1024))]
+        for typ, ln, roff in recs:
+            if typ == wanted:
+                f.seek(offset + roff)
+                return f.read(min(ln, max_len))
+            if (typ >> 8) in (0x28, 0x30):
+                hit = walk(offset + roff, ln, depth + 1)
+                if hit is not None:
+                    return hit
+        return None
+
+    return walk(hlen, size - hlen, 0)
+
+
 def _tiff_make_model(f: Any, little: bool) -> tuple[str, str]:
     e = "<" if little else ">"
     f.seek(4)
@@ -212,29 +321,8 @@ def _tiff_make_model(f: Any, little: bool) -> tuple[str, str]:
 
 
 def _ciff_make_model(f: Any, little: bool) -> tuple[str, str]:
-    e = "<" if little else ">"
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    f.seek(2)
-    (hlen,) = struct.unpack(e + "I", f.read(4))
-
-    def walk(offset: int, length: int, depth: int) -> tuple[str, str] | None:
-        if depth > 4 or length < 6 or offset + length > size:
-            return None
-        f.seek(offset + length - 4)
-        (tb,) = struct.unpack(e + "I", f.read(4))
-        f.seek(offset + tb)
-        (n,) = struct.unpack(e + "H", f.read(2))
-        recs = [struct.unpack(e + "HII", f.read(10)) for _ in range(min(n, 1024))]
-        for typ, ln, roff in recs:
-            if typ == 0x080A:
-                f.seek(offset + roff)
-                parts = f.read(min(ln, 128)).split(b"\0")
-                return parts[0].decode("latin-1"), (parts[1] if len(parts) > 1 else b"").decode("latin-1")
-            if (typ >> 8) in (0x28, 0x30):
-                found = walk(offset + roff, ln, depth + 1)
-                if found:
-                    return found
-        return None
-
-    return walk(hlen, size - hlen, 0) or ("", "")
+    raw = _ciff_record(f, "<" if little else ">", 0x080A, 128)
+    if raw is None:
+        return "", ""
+    parts = raw.split(b"\0")
+    return parts[0].decode("latin-1"), (parts[1] if len(parts) > 1 else b"").decode("latin-1")

@@ -18,7 +18,7 @@ from rawproof.errors import ModelError
 from rawproof.models import ModelKind
 from rawproof.runtime import Session
 
-__all__ = ["DEFAULT_TILE", "Tile", "TiledOutput", "plan_tiles", "margin_for", "run_nip", "quantize_into"]
+__all__ = ["DEFAULT_TILE", "Tile", "TiledOutput", "plan_tiles", "margin_for", "run_nip", "quantize_into", "restore_clipped"]
 
 DEFAULT_TILE = 512
 """Default core tile side in stack pixels (1024 output pixels)."""
@@ -129,6 +129,28 @@ def quantize_into(out: np.ndarray, y: np.ndarray) -> None:
         out[:, :, c] = q[c]
 
 
+STACK_CHANNELS_OF_RGB = ((0,), (1, 2), (3,))
+"""Stack planes (R, Gr, Gb, B) that carry each output colour: R, G (both greens), B."""
+
+
+def restore_clipped(out: np.ndarray, stack: np.ndarray) -> None:
+    """Set output colour ``c`` to 255 wherever every stack plane carrying ``c`` is clipped (== 1.0).
+
+    A clipped sensor value says only "at least white"; the reference pipeline maps it to 255, and
+    a NIP that adds a trace there would pull highlights below white (a visible grey cast on
+    blown skies). The trace gives no evidence in a clipped area, so nothing is lost.
+
+    Args:
+        out: uint8 2h x 2w x 3 (HWC) view, modified in place.
+        stack: float32 4 x h x w, [0, 1] (as :meth:`RawFrame.to_stack` clips it).
+    """
+    for c, planes in enumerate(STACK_CHANNELS_OF_RGB):
+        clipped = np.logical_and.reduce([stack[p] >= 1.0 for p in planes])
+        if clipped.any():
+            full = np.repeat(np.repeat(clipped, 2, axis=0), 2, axis=1)
+            out[:, :, c][full] = 255
+
+
 def run_nip(
     session: Session,
     stack: np.ndarray,
@@ -150,7 +172,8 @@ def run_nip(
         out: Optional preallocated uint8 2h x 2w x 3 C-contiguous output.
 
     Returns:
-        :class:`TiledOutput` with the uint8 HWC sRGB image.
+        :class:`TiledOutput` with the uint8 HWC sRGB image; clipped sensor values stay white
+        (:func:`restore_clipped`).
 
     Raises:
         ModelError: the session is not a NIP or returns the wrong shape.
@@ -187,6 +210,7 @@ def run_nip(
             raise ModelError(f"NIP returned {y.shape} for input {x.shape}, expected {want}", path=info.path)
         core = y[0, :, 2 * (t.y0 - t.iy0):2 * (t.y1 - t.iy0), 2 * (t.x0 - t.ix0):2 * (t.x1 - t.ix0)]
         quantize_into(out[2 * t.y0:2 * t.y1, 2 * t.x0:2 * t.x1], core)
+        restore_clipped(out[2 * t.y0:2 * t.y1, 2 * t.x0:2 * t.x1], stack[:, t.y0:t.y1, t.x0:t.x1])
         nip_s += t1 - t0
         quant_s += time.perf_counter() - t1
     return TiledOutput(rgb=out, tiles=len(plan), nip_ms=nip_s * 1e3, quantize_ms=quant_s * 1e3)

@@ -2,9 +2,9 @@
 
 The last step of the data path::
 
-    report = rawproof.verify("photo.jpg", trust_anchors="root.pem")
-    report.verdict        # Verdict.AUTHENTIC
-    report.summary        # "authentic: valid C2PA signature by CN=...; traces consistent ..."
+    report = rawproof.verify("photo.jpg", device_anchors="camera_roots.pem", trust_anchors="editor_roots.pem")
+    report.verdict        # Verdict.AUTHENTIC (or EDITED, SYNTHETIC, ... from the provenance graph)
+    report.summary        # "authentic: device capture signed by CN=...; traces consistent ..."
     save_heatmap(report, "heat.png")
 
 Low-level steps stay public: :func:`rawproof.provenance.check_provenance`,
@@ -29,13 +29,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from rawproof.errors import VerificationError
+from rawproof.errors import ImageFormatError, VerificationError
 from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
-from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
+from rawproof.provenance import (
+    SYNTHETIC_SOURCE_TYPES, ManifestStep, PemSource, ProvenanceReport, ProvenanceState, TrustState, check_provenance,
+)
 
 if TYPE_CHECKING:
     from rawproof.fingerprint import DeviceMatch, Fingerprint
@@ -49,22 +51,41 @@ PREVIEW_SIDE = 1024
 class Verdict(enum.Enum):
     """Overall finding of :func:`verify`; :attr:`exit_code` is what ``rawproof verify`` returns.
 
-    Provenance decides first; the traces refine it. Errors are not verdicts: they raise
-    (exit code 3).
+    The provenance graph decides first (the active manifest and its ``parentOf`` chain,
+    with each signer's trust); the traces refine a device capture. Errors are not
+    verdicts: they raise (exit code 3). Exit 0 means exactly one thing: an unedited
+    capture signed by a device; 1 means evidence of tampering; 2 covers everything in
+    between, where :attr:`VerifyReport.verdict` and the chain say what is known.
     """
 
     AUTHENTIC = "authentic"
-    """Valid signature chaining to a trust anchor, and traces consistent with an unedited
-    capture (or no FAN available: the signature alone vouches). Exit 0."""
+    """A valid capture claim (``c2pa.created`` with a capture source type and rawproof's
+    capture assertion) signed by a certificate chaining to a device anchor, and traces
+    consistent with an unedited capture (or no FAN available: the signature alone vouches). Exit 0."""
+    EDITED = "edited"
+    """Every step valid and trusted: edits signed by trusted signers back to a device
+    capture. ``provenance.chain`` lists each step (actions, signer, time, trust) and the
+    original capture assertion is ``capture``. Not the capture itself, not tampering. Exit 2."""
+    SYNTHETIC = "synthetic"
+    """Valid, trusted provenance that declares AI-generated, algorithmic or composite
+    content (:data:`rawproof.provenance.SYNTHETIC_SOURCE_TYPES`) at some step. Exit 2."""
+    ORIGIN_UNVERIFIED = "origin_unverified"
+    """Valid, trusted manifests, but the history does not reach a capture signed by a
+    device anchor (a capture claim by a non-device signer, no capture claim, or an edit
+    of a parent without a manifest). Exit 2."""
     MANIPULATED = "manipulated"
-    """Valid trusted signature, but the traces indicate a manipulation: the content was
-    altered before it was signed (e.g. a compromised device), or the FAN is wrong. Exit 1."""
+    """A device capture, but the traces indicate a manipulation: the content was altered
+    before it was signed (e.g. a compromised device), or the FAN is wrong. Exit 1."""
     INVALID_SIGNATURE = "invalid_signature"
-    """A manifest is present but broken: the content changed after signing, a bad or
-    expired signature, or an undecodable manifest. Exit 1, whatever the traces say."""
+    """A manifest in the history is present but broken: the content changed after
+    signing, a bad or expired signature, a failed ingredient, or an undecodable
+    manifest. Exit 1, whatever the traces say."""
     UNTRUSTED = "untrusted"
-    """Manifest intact but its signer does not chain to a trust anchor; anyone can make
-    such a manifest, so it counts as no provenance. The traces are in the summary. Exit 2."""
+    """Manifests intact but a signer in the history chains to no anchor given; anyone can
+    make such a manifest, so it counts as no provenance. The traces are in the summary. Exit 2."""
+    MANIFEST_UNAVAILABLE = "manifest_unavailable"
+    """The image refers to a remote manifest that offline validation does not fetch:
+    neither vouched for nor shown tampered. Exit 2."""
     NO_PROVENANCE_CONSISTENT = "no_provenance_consistent"
     """No manifest; traces consistent with an unedited capture. Exit 2."""
     NO_PROVENANCE_MANIPULATED = "no_provenance_manipulated"
@@ -77,7 +98,7 @@ class Verdict(enum.Enum):
 
     @property
     def exit_code(self) -> int:
-        """0 authentic, 1 manipulated or invalid signature, 2 no trusted provenance."""
+        """0 authentic capture, 1 manipulated or invalid signature, 2 anything else (no trusted provenance of an unedited capture)."""
         if self is Verdict.AUTHENTIC:
             return 0
         if self in (Verdict.MANIPULATED, Verdict.INVALID_SIGNATURE):
@@ -93,9 +114,10 @@ class VerifyReport:
         verdict: The overall finding.
         summary: One human-readable sentence saying why.
         provenance: The C2PA validation (:func:`rawproof.provenance.check_provenance`).
-        capture: The ``org.rawproof.capture`` assertion (camera, device id, raw and
-            model hashes, develop settings), or ``None``. Read it only when
-            ``provenance.state`` is VALID: otherwise nothing vouches for it.
+        capture: The ``org.rawproof.capture`` assertion of the history's first manifest
+            (the original capture of an edited image; camera, device id, raw and model
+            hashes, capture and develop time, develop settings), or ``None``. Only an
+            ``AUTHENTIC``, ``MANIPULATED`` or ``EDITED`` verdict vouches for it.
         forensics: The FAN analysis (possibly unavailable; see its ``reason``).
         scale_mode: How the analysis scale was chosen: ``"camera-original"`` (auto,
             downscaled to the trained channel), ``"as-is"`` (auto, unknown scale),
@@ -136,17 +158,11 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form: enums as their values, arrays as nested lists, no preview."""
-        p = self.provenance
         return {
             "verdict": self.verdict.value,
             "exit_code": self.exit_code,
             "summary": self.summary,
-            "provenance": {
-                "state": p.state.value, "status_codes": list(p.status_codes),
-                "informational_codes": list(p.informational_codes), "success_codes": list(p.success_codes),
-                "c2pa_state": p.c2pa_state, "active_manifest": p.active_manifest, "signer_subject": p.signer_subject,
-                "signer_issuer": p.signer_issuer, "signing_time": p.signing_time, "error": p.error,
-            },
+            "provenance": json.loads(json.dumps(self.provenance.to_dict(), default=str)),
             "capture": None if self.capture is None else json.loads(json.dumps(self.capture, default=str)),
             "image": {"format": self.image_format, "mode": self.source_mode, "frames": self.frames,
                       "width": self.width, "height": self.height, "jpeg_quality": self.jpeg_quality,
@@ -177,15 +193,17 @@ def _resolve_fan(fan: str | os.PathLike[str] | ModelInfo | None,
 
 
 def _auto_scale(prov: ProvenanceReport, width: int, height: int, downscale: float) -> tuple[float, str]:
-    capture = prov.capture
+    capture = prov.origin.capture if prov.origin is not None else prov.capture
     if not isinstance(capture, Mapping):
         return 1.0, "as-is"
     dev = capture.get("develop") or {}
     if isinstance(dev, Mapping) and "width" in dev and "height" in dev:
         original = (dev["width"], dev["height"]) == (width, height)
     else:
-        # The hard binding is intact, so the pixels are exactly those the camera developed.
-        original = prov.state in (ProvenanceState.VALID, ProvenanceState.UNTRUSTED_SIGNER)
+        # The hard binding is intact and nothing but the capture (and updates) wrote content,
+        # so the pixels are exactly those the camera developed.
+        edits = [s for s in prov.chain if not s.is_update]
+        original = prov.state in (ProvenanceState.VALID, ProvenanceState.UNTRUSTED_SIGNER) and len(edits) == 1
     return (1.0 / downscale, "camera-original") if original else (1.0, "as-is")
 
 
@@ -210,24 +228,60 @@ def _traces_phrase(fa: ForensicAnalysis) -> str:
     return f"traces of {_CLASS_WORDS.get(top, top)} spread over the image; P(manipulated) {fa.score:.2f}"
 
 
+def _step_phrase(step: ManifestStep) -> str:
+    acts = ", ".join(str(a.get("action", "?")).removeprefix("c2pa.") for a in step.actions) or "no actions"
+    if step.is_update:
+        acts = f"update ({acts})"
+    when = f" at {step.signing_time}" if step.signing_time else ""
+    return f"{acts} by {step.signer_subject} ({step.trust.value}{when})"
+
+
 def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]:
     traces = _traces_phrase(fa)
     st = prov.state
-    if st is ProvenanceState.VALID:
-        who = f"valid C2PA signature by {prov.signer_subject}"
-        if fa.traces is Traces.MANIPULATED and not fa.out_of_channel:
-            return Verdict.MANIPULATED, f"manipulated: {who}, but {traces}: altered before signing, or a FAN false alarm"
-        return Verdict.AUTHENTIC, f"authentic: {who}; {traces}"
-    if st is ProvenanceState.INVALID:
+    if st is ProvenanceState.NO_MANIFEST:
+        verdict = {Traces.CONSISTENT: Verdict.NO_PROVENANCE_CONSISTENT, Traces.MANIPULATED: Verdict.NO_PROVENANCE_MANIPULATED,
+                   Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
+        if fa.available and fa.out_of_channel:
+            verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
+        return verdict, f"no provenance (no C2PA manifest); {traces}"
+    if st is ProvenanceState.UNAVAILABLE:
+        return Verdict.MANIFEST_UNAVAILABLE, f"manifest unavailable (remote manifest at {prov.remote_url}, not fetched offline); {traces}"
+    broken = next((s for s in prov.chain if not s.valid), None)
+    if broken is not None and broken is not prov.chain[0]:
+        return Verdict.INVALID_SIGNATURE, (f"invalid signature in the history: {broken.label} by {broken.signer_subject} "
+                                           f"({', '.join(broken.failure_codes)}); {traces}")
+    if st is ProvenanceState.INVALID or broken is not None:
         why = ", ".join(prov.status_codes) or prov.error or "unknown failure"
         return Verdict.INVALID_SIGNATURE, f"invalid signature ({why}); {traces}"
-    if st is ProvenanceState.UNTRUSTED_SIGNER:
-        return Verdict.UNTRUSTED, f"untrusted signer ({prov.signer_subject}, not chained to a trust anchor); {traces}"
-    verdict = {Traces.CONSISTENT: Verdict.NO_PROVENANCE_CONSISTENT, Traces.MANIPULATED: Verdict.NO_PROVENANCE_MANIPULATED,
-               Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
-    if fa.available and fa.out_of_channel:
-        verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
-    return verdict, f"no provenance (no C2PA manifest); {traces}"
+    untrusted = next((s for s in prov.chain if s.trust is TrustState.UNTRUSTED), None)
+    if st is ProvenanceState.UNTRUSTED_SIGNER or untrusted is not None:
+        who = prov.signer_subject if untrusted is None else untrusted.signer_subject
+        where = "" if untrusted is None or untrusted is prov.chain[0] else " in the history"
+        return Verdict.UNTRUSTED, f"untrusted signer{where} ({who}, not chained to a trust anchor); {traces}"
+    if not prov.chain:  # c2pa validated a store whose active manifest it did not list: nothing to read
+        return Verdict.ORIGIN_UNVERIFIED, f"origin unverified: no readable active manifest; {traces}"
+    steps = "; ".join(f"{i + 1}. {_step_phrase(s)}" for i, s in enumerate(reversed(prov.chain)))
+    # Update manifests (e.g. a time stamp added later) change no content: they are not edits.
+    history = [s for s in prov.chain if not s.is_update]
+    synthetic = next((s for s in history if s.is_synthetic), None)
+    if synthetic is not None:
+        kinds = ", ".join(t.rsplit("/", 1)[-1] for t in synthetic.source_types if t in SYNTHETIC_SOURCE_TYPES)
+        return Verdict.SYNTHETIC, f"synthetic: trusted provenance declares {kinds} content; history: {steps}"
+    origin = prov.chain[-1]
+    if not (origin.is_capture and origin.trust is TrustState.DEVICE):
+        why = ("capture claim signed by a trusted non-device signer" if origin.is_capture
+               else "the first manifest is not a capture" if origin.parent_title is None
+               else f"the parent {origin.parent_title!r} carries no manifest")
+        return Verdict.ORIGIN_UNVERIFIED, f"origin unverified: {why}; history: {steps}; {traces}"
+    if len(history) > 1:
+        return Verdict.EDITED, f"edited: trusted edits of a device capture; history: {steps}"
+    who = f"device capture signed by {origin.signer_subject}"
+    if len(prov.chain) > 1:
+        who += f" (later updated: {steps})"
+    if fa.traces is Traces.MANIPULATED and not fa.out_of_channel:
+        return Verdict.MANIPULATED, f"manipulated: {who}, but {traces}: altered before signing, or a FAN false alarm"
+    return Verdict.AUTHENTIC, f"authentic: {who}; {traces}"
 
 
 def _preview(rgb: np.ndarray) -> np.ndarray:
@@ -252,7 +306,9 @@ def _strip_grid(fa: ForensicAnalysis) -> ForensicAnalysis:
 def verify(
     image: ImageSource,
     *,
+    device_anchors: PemSource | None = None,
     trust_anchors: PemSource | None = None,
+    tsa_anchors: PemSource | None = None,
     fan: str | os.PathLike[str] | ModelInfo | None = None,
     stride: int | None = None,
     scale: str | float = "auto",
@@ -264,13 +320,19 @@ def verify(
 ) -> VerifyReport:
     """Check an image's C2PA provenance and its forensic traces, and give one verdict.
 
-    Steps: validate the manifest (offline); decode the pixels; choose the FAN and the
+    Steps: validate the manifests and read the history (offline); decode the pixels; choose the FAN and the
     analysis scale; run the FAN over patches; aggregate; decide (:class:`Verdict`).
 
     Args:
         image: Encoded JPEG/PNG/WebP: a path, bytes, or a binary file object.
-        trust_anchors: Root certificates (PEM text or path) the signer must chain to;
-            ``None``: c2pa's default trust configuration.
+        device_anchors: Roots (PEM text or path) of device certificates: only a capture
+            claim signed under one of them can be ``AUTHENTIC`` or ``EDITED``.
+        trust_anchors: Roots of other trusted signers (editors, services): believed
+            about the edits they sign, never about captures.
+        tsa_anchors: Roots of time-stamp authorities (a trusted time stamp keeps a
+            signature valid after its certificate expires).
+            All ``None``: c2pa's default trust configuration
+            (:func:`rawproof.provenance.check_provenance`).
         fan: The FAN to use (path to ``.onnx`` with its JSON, shipped name, or
             ``ModelInfo``); ``None``: the FAN named in the capture assertion if one with
             that sha256 is installed, else the default shipped FAN, else none (the
@@ -293,8 +355,12 @@ def verify(
     Returns:
         :class:`VerifyReport`.
 
+    A signed file whose pixels do not decode (e.g. a PNG with a flipped bit fails its
+    CRC) still gets the verdict of its signature, with the forensic analysis unavailable.
+
     Raises:
-        ImageFormatError: not a decodable JPEG/PNG/WebP, too large, or truncated.
+        ImageFormatError: an unsigned file that is not a decodable JPEG/PNG/WebP, too
+            large, or truncated.
         VerificationError: unreadable trust anchors, or an unknown c2pa state.
         ModelError, ProviderError: a FAN was found but cannot be loaded or run.
         ValueError: bad ``scale`` or ``stride``.
@@ -313,12 +379,18 @@ def verify(
 
         fp = fingerprint if isinstance(fingerprint, Fingerprint) else Fingerprint.load(fingerprint)
     data = read_image_bytes(image)
-    prov = check_provenance(data, trust_anchors=trust_anchors)
+    prov = check_provenance(data, trust_anchors=trust_anchors, device_anchors=device_anchors, tsa_anchors=tsa_anchors)
     t1 = time.perf_counter()
-    decoded: DecodedImage = decode_rgb(data, max_pixels=max_pixels)
+    try:
+        decoded: DecodedImage = decode_rgb(data, max_pixels=max_pixels)
+    except ImageFormatError as e:
+        if prov.state is ProvenanceState.NO_MANIFEST:
+            raise
+        return _undecodable_report(prov, data, e, t0, t1)
     del data
     t2 = time.perf_counter()
-    capture = prov.capture
+    origin = prov.origin
+    capture = origin.capture if origin is not None else prov.capture
     info, source, note = _resolve_fan(fan, capture)
     size = (decoded.height, decoded.width)
     if info is None:
@@ -357,6 +429,20 @@ def verify(
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
         device=device,
+    )
+
+
+def _undecodable_report(prov: ProvenanceReport, data: bytes, error: ImageFormatError, t0: float, t1: float) -> VerifyReport:
+    """The report of a signed file whose pixels do not decode: the signature's verdict, no analysis."""
+    from rawproof.provenance import _sniff_mime
+
+    fa = unavailable(f"the image does not decode: {error}", (0, 0))
+    verdict, summary = _decide(prov, fa)
+    return VerifyReport(
+        verdict=verdict, summary=summary, provenance=prov, capture=prov.origin.capture if prov.origin else prov.capture,
+        forensics=fa, scale_mode="none", image_format=_sniff_mime(data).split("/")[1].upper(), source_mode="",
+        frames=0, width=0, height=0,
+        timings_ms={"provenance": (t1 - t0) * 1e3, "total": (time.perf_counter() - t0) * 1e3},
     )
 
 
@@ -425,7 +511,7 @@ def bench_verify(width: int = 4000, height: int = 3000, *, fan: str | os.PathLik
         return ms, res
 
     runs: dict[str, tuple[list[float], int | None]] = {
-        "check_provenance": (timed(lambda: check_provenance(signed, trust_anchors=anchors))[0], None),
+        "check_provenance": (timed(lambda: check_provenance(signed, device_anchors=anchors))[0], None),
         "decode": (timed(lambda: decode_rgb(signed))[0], None),
     }
     if info is not None:
@@ -435,7 +521,7 @@ def bench_verify(width: int = 4000, height: int = 3000, *, fan: str | os.PathLik
         runs["fan_camera_original"] = (ms, fa.argmax.size)
         ms, fa = timed(lambda: analyze(rgb, info, scale=1.0, stride=stride, threads=threads))
         runs["fan_full_resolution"] = (ms, fa.argmax.size)
-        ms, rep = timed(lambda: verify(signed, trust_anchors=anchors, fan=info, stride=stride, threads=threads))
+        ms, rep = timed(lambda: verify(signed, device_anchors=anchors, fan=info, stride=stride, threads=threads))
         runs["verify_total"] = (ms, rep.forensics.argmax.size)
     return [
         {"name": name, "median_ms": float(np.median(ms)), "best_ms": float(min(ms)), "repeats": len(ms),
@@ -473,8 +559,11 @@ def format_report(report: VerifyReport, name: str) -> str:
     fa, p = report.forensics, report.provenance
     lines.append(f"{name}: {report.verdict.value.upper()} (exit {report.exit_code})")
     lines.append(f"  {report.summary}")
-    lines.append(f"  provenance: {p.state.value}" + (f", signer {p.signer_subject}" if p.signer_subject else "")
+    lines.append(f"  provenance: {p.state.value}" + (f", signer {p.signer_subject} ({p.chain[0].trust.value})" if p.chain else "")
                  + (f", failures {', '.join(p.status_codes)}" if p.status_codes else ""))
+    if len(p.chain) > 1:
+        for i, step in enumerate(reversed(p.chain)):
+            lines.append(f"  step {i + 1}: {_step_phrase(step)}")
     if isinstance(report.capture, Mapping):
         cam = report.capture.get("camera") or {}
         lines.append(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
@@ -499,7 +588,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         data = Path(args.image).read_bytes()
     except OSError as e:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
-    report = verify(data, trust_anchors=args.trust, fan=args.fan, stride=args.stride, scale=args.scale,
+    report = verify(data, device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan, stride=args.stride, scale=args.scale,
                     providers=args.providers, heatmap=args.json or args.heatmap is not None, fingerprint=args.fingerprint)
     heat_note = None
     if args.heatmap is not None:
@@ -518,17 +607,20 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``rawproof verify IMAGE [--trust] [--json] [--heatmap] [--fan] [--stride] [--scale] [--providers] [--fingerprint]``."""
+    """Add ``rawproof verify IMAGE [--trust-device] [--trust] [--trust-tsa] [--json] [--heatmap] [--fan] [--stride] [--scale] [--providers] [--fingerprint]``."""
     p = subparsers.add_parser(
         "verify", help="check an image's C2PA provenance and forensic traces",
         description="Validate the C2PA manifest and run the forensic analysis network over the image. "
-                    "Exit codes: 0 authentic, 1 manipulated or invalid signature, 2 no trusted provenance "
-                    "(no manifest or untrusted signer), 3 error (including usage errors).",
+                    "Exit codes: 0 authentic (an unedited capture signed by a device), 1 manipulated or invalid "
+                    "signature, 2 no trusted provenance of an unedited capture (edited, synthetic, origin "
+                    "unverified, untrusted signer, manifest unavailable, no manifest), 3 error (including usage errors).",
     )
     p.error = _usage_error(p)  # type: ignore[method-assign]
     p.add_argument("image", help="JPEG/PNG/WebP file")
-    p.add_argument("--trust", metavar="ROOT_PEM", help="trust anchor certificate(s), PEM")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON (arrays as lists)")
+    p.add_argument("--trust-device", metavar="ROOT_PEM", help="device trust anchors, PEM: roots whose signers' capture claims count")
+    p.add_argument("--trust", metavar="ROOT_PEM", help="other trusted signers' anchors, PEM (editors, services): believed about edits, not captures")
+    p.add_argument("--trust-tsa", metavar="ROOT_PEM", help="time-stamp authority anchors, PEM")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON, including the provenance chain (arrays as lists)")
     p.add_argument("--heatmap", metavar="OUT_PNG", help="write the forensic heatmap overlay as PNG")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name; default: see docs")
     p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")

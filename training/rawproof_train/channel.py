@@ -51,6 +51,11 @@ class Backend(str, Enum):
     """Differentiable dJPEG (training)."""
     LIBJPEG = "libjpeg"
     """Pillow / libjpeg-turbo encode + decode (evaluation, not differentiable)."""
+    STRAIGHT_THROUGH = "libjpeg-st"
+    """Real libjpeg forward, identity gradient backward (``x + (libjpeg(x) - x).detach()``): the FAN sees
+    the real codec's output while the NIP still gets a gradient, so neither learns the simulator."""
+    NONE = "none"
+    """No codec: the downscale alone (as for a PNG share); keeps traces from depending on JPEG."""
 
 
 class Resize(str, Enum):
@@ -123,7 +128,8 @@ def channel(
         downscale_factor: integer >= 1 (1 skips the downscale).
         quality: IJG quality 1..100.
         rounding: dJPEG rounding (``backend="torch"`` only).
-        backend: ``"torch"`` (differentiable) or ``"libjpeg"`` (real JPEG, no grad).
+        backend: ``"torch"`` (differentiable), ``"libjpeg"`` (real JPEG, no grad), ``"libjpeg-st"``
+            (real JPEG, straight-through gradient) or ``"none"`` (downscale only); see :class:`Backend`.
         subsampling: ``"444"`` or ``"420"``.
         resize: downscale filter, ``"box"`` or ``"bilinear"`` (:class:`Resize`).
 
@@ -140,8 +146,13 @@ def channel(
     if isinstance(downscale_factor, bool) or not isinstance(downscale_factor, int) or downscale_factor < 1:
         raise ValueError(f"downscale_factor must be an integer >= 1, got {downscale_factor!r}")
     small = downscale(x, downscale_factor, resize)
-    if Backend(backend) is Backend.LIBJPEG:
+    backend = Backend(backend)
+    if backend is Backend.NONE:
+        return small
+    if backend is Backend.LIBJPEG:
         return libjpeg_roundtrip(small, quality, subsampling)
+    if backend is Backend.STRAIGHT_THROUGH:
+        return small + (libjpeg_roundtrip(small, quality, subsampling) - small).detach()
     return djpeg(small, quality, rounding, subsampling)
 
 
@@ -196,14 +207,16 @@ class Channel(nn.Module):
 
 
 class RandomChannel(nn.Module):
-    """A :class:`Channel` whose quality, subsampling and resize filter are drawn for every call.
+    """A :class:`Channel` whose quality, subsampling, resize filter and codec back end are drawn for every call.
 
-    Each of ``qualities``, ``subsamplings`` and ``resizes`` is a list of choices drawn uniformly
+    Each of ``qualities``, ``subsamplings``, ``resizes`` and ``backends`` is a list of choices drawn uniformly
     and independently (repeat a value to weight it) with torch's global generator, so a seeded,
     checkpointed training run draws the same sequence when resumed. The whole batch of one call
     goes through one draw. :attr:`nominal` is the channel of the first choices, the one
-    validation and the SDK's replay of a camera original use. ``backend="libjpeg"`` puts real
-    JPEG behind every choice (no gradient: for a FAN trained on a frozen NIP).
+    validation and the SDK's replay of a camera original use. ``backends=["libjpeg"]`` puts real
+    JPEG behind every choice (no gradient: for a FAN trained on a frozen NIP); a mix such as
+    ``["libjpeg-st", "torch", "none"]`` draws the codec per batch, as MBRS does, so a jointly
+    trained FAN does not learn the simulator.
 
     Shape:
         - input: (N, 3, H, W), sRGB [0, 1]
@@ -222,15 +235,15 @@ class RandomChannel(nn.Module):
         rounding: Rounding | str = Rounding.SIN,
         subsamplings: list[str] | tuple[str, ...] = ("444",),
         resizes: list[str] | tuple[str, ...] = ("box",),
-        backend: Backend | str = Backend.TORCH,
+        backends: list[str] | tuple[str, ...] = ("torch",),
     ) -> None:
         super().__init__()
-        if not qualities or not subsamplings or not resizes:
-            raise ValueError("qualities, subsamplings and resizes each need at least one choice")
+        if not qualities or not subsamplings or not resizes or not backends:
+            raise ValueError("qualities, subsamplings, resizes and backends each need at least one choice")
         self.choices = [
-            Channel(downscale, q, rounding, backend, s, r) for q in qualities for s in subsamplings for r in resizes
+            Channel(downscale, q, rounding, b, s, r) for b in backends for q in qualities for s in subsamplings for r in resizes
         ]
-        self.sizes = (len(qualities), len(subsamplings), len(resizes))
+        self.sizes = (len(backends), len(qualities), len(subsamplings), len(resizes))
 
     @property
     def nominal(self) -> Channel:
@@ -244,7 +257,8 @@ class RandomChannel(nn.Module):
         qs = sorted({c.quality for c in self.choices})
         subs = sorted({c.subsampling.value for c in self.choices})
         rs = sorted({c.resize.value for c in self.choices})
+        bs = sorted({c.backend.value for c in self.choices})
         return (
             f"downscale={self.nominal.downscale}, qualities={qs}, subsamplings={subs}, resizes={rs}, "
-            f"rounding={self.nominal.rounding.value!r}, backend={self.nominal.backend.value!r}"
+            f"rounding={self.nominal.rounding.value!r}, backends={bs}"
         )

@@ -20,6 +20,7 @@ _COMMAND_MODULES: list[str] = [
     "rawproof_train.forensic_eval",
     "rawproof_train.prnu_experiment",
     "rawproof_train.jpeg_report",
+    "rawproof_train.onnx_import",
 ]
 
 

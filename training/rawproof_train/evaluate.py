@@ -1,16 +1,28 @@
-"""Evaluation on held-out images through *real* codecs (Pillow's libjpeg and libwebp).
+"""Evaluation on held-out images, the way the product is used: whole frames, real codecs.
 
-For a run folder (``nip.pt`` and/or ``fan.pt`` from :mod:`rawproof_train.train`):
+For a run folder (``nip.pt`` and/or ``fan.pt`` from :mod:`rawproof_train.train`), or a shipped
+``.onnx`` NIP/FAN pair:
 
-* NIP fidelity: PSNR and SSIM of the NIP's development of every whole test image against
-  the reference pipeline's target (SSIM after Wang et al. 2004: Gaussian window sigma 1.5,
-  11 taps, K1 = 0.01, K2 = 0.03, per channel then averaged; computed with scipy).
-* FAN accuracy: random 128 px patches of the test images (positions uniform, flat patches
-  rejected as in training), developed by the NIP, manipulated by every class (the ``jpeg``
-  class through real libjpeg q80), then sent through the distribution channel: 2x bilinear
-  downscale followed by a real codec. The main channel is JPEG q50 (as trained); JPEG
-  q30/70/90 and WebP q50 show robustness. Per-class accuracy with Wilson 95% intervals and
-  the confusion matrix (rows true, columns predicted).
+* **Development as shipped.** Every test image is developed *whole* through the SDK path
+  (:func:`rawproof.tiling.run_nip`: the exported ONNX NIP in an onnxruntime session, tiled as
+  ``develop()`` tiles it, quantised to 8 bits, clipped highlights kept white). A checkpoint is
+  first exported to ``<run>/nip.onnx`` with the exporter's parity check.
+* **NIP fidelity** on those developments: PSNR and SSIM against the reference pipeline's target
+  (SSIM after Wang et al. 2004: Gaussian window sigma 1.5, 11 taps, K1 = 0.01, K2 = 0.03, per
+  channel then averaged; computed with scipy), and **visibility**: mean absolute row-to-row and
+  column-to-column differences over the reference's flat pixels (:mod:`rawproof_train.visibility`),
+  NIP beside reference, and the share of clipped sensor values that come out at 255.
+* **FAN accuracy (product protocol, the headline).** 128 px patches cropped from the developed
+  frames at uniform random *integer* positions (flat ones rejected as in training), so the 2x
+  downscale phase and the JPEG 8x8 grid take every alignment relative to the NIP output. Each is
+  manipulated by every class with 8 px of surrounding context (so filters see the frame, not a
+  patch border; the ``jpeg`` class through real libjpeg q80), then sent through the distribution
+  channel: a downscale followed by a real codec. The main channel is JPEG q50 (as trained);
+  JPEG q30/70/90, WebP q50 and the platform defaults show robustness. Per-class accuracy with
+  Wilson 95% intervals and the confusion matrix (rows true, columns predicted).
+* **Paper protocol (secondary, labelled).** ``--paper``: the NIP run on isolated 64 px stack
+  patches, as Korus & Memon and the training loop do; JPEG q50 only. Never the headline: a NIP
+  can learn traces that lean on the borders of the patch it was run on.
 
 Results go to ``<run>/eval.json``; ``python -m rawproof_train report`` turns them into the
 results document.
@@ -35,13 +47,17 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
+from rawproof.models import ModelInfo, ModelKind, load_model_info
+from rawproof.runtime import get_session
+from rawproof.tiling import STACK_CHANNELS_OF_RGB, run_nip
 from rawproof_train.channel import downscale, libjpeg_roundtrip
-from rawproof_train.data import load_manifest, load_pair, sample_patches
+from rawproof_train.data import FLAT_HALF, FLAT_REJECT, Pair, load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
 from rawproof_train.manipulations import create_manipulation
 from rawproof_train.nip import nip_from_checkpoint
+from rawproof_train.visibility import flat_mask_np, row_col_differences
 
-__all__ = ["ChannelSpec", "CHANNELS", "EvalResult", "ssim", "wilson_interval", "evaluate_run", "register"]
+__all__ = ["ChannelSpec", "CHANNELS", "EvalResult", "ssim", "wilson_interval", "evaluate_run", "develop_whole", "product_patches", "nip_model", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -129,26 +145,130 @@ class EvalResult:
     run: str
     nip: str
     classes: list[str]
+    protocol: str = "product"
     psnr_db: float | None = None
     ssim: float | None = None
     psnr_per_image: dict[str, float] = field(default_factory=dict)
+    visibility: dict[str, float] = field(default_factory=dict)
     channels: list[ChannelResult] = field(default_factory=list)
+    paper: ChannelResult | None = None
 
     def summary(self) -> dict[str, Any]:
-        """Flat figures for tables: PSNR/SSIM and accuracy per channel."""
-        row: dict[str, Any] = {"psnr_db": self.psnr_db, "ssim": self.ssim}
+        """Flat figures for tables: PSNR/SSIM, visibility, accuracy per channel (product protocol), paper figure."""
+        row: dict[str, Any] = {"protocol": self.protocol, "psnr_db": self.psnr_db, "ssim": self.ssim, **self.visibility}
         for c in self.channels:
             row[f"acc_{c.channel}"] = c.accuracy
+        if self.paper is not None:
+            row["acc_jpeg50_paper_protocol"] = self.paper.accuracy
         return row
 
 
-def _load(path: Path, kind: str) -> tuple[torch.nn.Module, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if kind == "nip":
-        return nip_from_checkpoint(ckpt), ckpt
+def _load_fan(path: Path) -> tuple[torch.nn.Module, list[str]]:
+    if path.suffix == ".onnx":
+        from rawproof_train.onnx_import import checkpoint_from_onnx
+
+        ckpt = checkpoint_from_onnx(path)
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
     m = FAN(n_classes=len(ckpt["classes"]))
     m.load_state_dict(ckpt["state_dict"])
-    return m.eval(), ckpt
+    return m.eval(), list(ckpt["classes"])
+
+
+def nip_model(nip_file: Path) -> ModelInfo:
+    """The NIP as ``develop()`` loads it: an ``.onnx`` as is; a checkpoint exported next to itself
+    (``nip.onnx``, with the exporter's parity check), re-exported when the checkpoint is newer."""
+    if nip_file.suffix == ".onnx":
+        return load_model_info(nip_file)
+    onnx_path = nip_file.with_suffix(".onnx")
+    if not onnx_path.exists() or onnx_path.stat().st_mtime < nip_file.stat().st_mtime:
+        from rawproof_export.onnx_export import export_checkpoint
+
+        export_checkpoint(nip_file, onnx_path, metadata={"name": f"{nip_file.parent.name}_nip"})
+    return load_model_info(onnx_path)
+
+
+def clipped_kept(rgb: np.ndarray, stack: np.ndarray) -> float:
+    """Share of clipped sensor values (stack planes == 1 for an output colour) that come out at 255; NaN if none."""
+    kept = total = 0
+    for c, planes in enumerate(STACK_CHANNELS_OF_RGB):
+        clipped = np.logical_and.reduce([np.asarray(stack[p]) >= 1.0 for p in planes])
+        full = np.repeat(np.repeat(clipped, 2, axis=0), 2, axis=1)
+        kept += int((rgb[:, :, c][full] == 255).sum())
+        total += int(full.sum())
+    return kept / total if total else float("nan")
+
+
+@dataclass
+class Developed:
+    """One test image developed whole through the SDK path: uint8 H x W x 3 and its reference target."""
+
+    id: str
+    rgb: np.ndarray
+    target: np.ndarray
+
+
+def develop_whole(pairs: list[Pair], model: ModelInfo, threads: int = 0) -> list[Developed]:
+    """Develop every pair's whole stack as ``develop()`` does (ONNX session, tiling, quantisation, clipped highlights)."""
+    session = get_session(model, ModelKind.NIP, threads=threads)
+    return [Developed(p.id, run_nip(session, np.ascontiguousarray(p.stack, dtype=np.float32)).rgb, np.asarray(p.target))
+            for p in tqdm(pairs, desc="develop whole frames", unit="img")]
+
+
+def product_patches(images: list[Developed], patch: int, n: int, rng: np.random.Generator, context: int = 8,
+                    max_tries: int = 50) -> np.ndarray:
+    """``n`` crops of ``patch + 2 context`` px from developed frames at uniform random integer positions.
+
+    Images are visited in turn; a crop whose *reference* patch is flat is rejected as in training
+    (variance below FLAT_REJECT always, below FLAT_HALF with probability 0.5).
+
+    Returns:
+        float32 n x 3 x (patch + 2 context) x (patch + 2 context), [0, 1] (multiples of 1/255).
+    """
+    side = patch + 2 * context
+    out: list[np.ndarray] = []
+    tries = 0
+    while len(out) < n:
+        img = images[len(out) % len(images)]
+        h, w = img.rgb.shape[:2]
+        tries += 1
+        if tries > n * max_tries:
+            break
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        ref = img.target[y + context:y + context + patch, x + context:x + context + patch].astype(np.float32) / 255.0
+        var = float(ref.var())
+        if var < FLAT_REJECT or (var < FLAT_HALF and rng.random() < 0.5):
+            continue
+        out.append(img.rgb[y:y + side, x:x + side].transpose(2, 0, 1).astype(np.float32) / 255.0)
+    if len(out) < n:
+        log.warning("only %d test patches available (asked %d)", len(out), n)
+    return np.stack(out)
+
+
+def _manipulate(classes: list[str], developed: torch.Tensor, batch: int, context: int) -> list[torch.Tensor]:
+    """Every class applied to every (context-padded) patch, then the context cropped off."""
+    crop = (slice(None), slice(None), slice(context, developed.shape[2] - context), slice(context, developed.shape[3] - context))
+    out = []
+    for name in classes:
+        m = create_manipulation(name)
+        # The jpeg class through real libjpeg at the manipulation's quality, as a user's editor would.
+        op = (lambda d: libjpeg_roundtrip(d, 80)) if name == "jpeg" else m
+        out.append(torch.cat([op(d)[crop] for d in developed.split(batch)]))
+    return out
+
+
+def _classify(fan: torch.nn.Module, classes: list[str], manipulated: list[torch.Tensor], spec: ChannelSpec, batch: int) -> ChannelResult:
+    conf = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for label, x in enumerate(tqdm(manipulated, desc=f"FAN via {spec.name}", unit="class", leave=False)):
+        pred = torch.cat([fan(real_channel(chunk, spec)).argmax(1) for chunk in x.split(batch)])
+        conf[label] += np.bincount(pred.numpy(), minlength=len(classes))
+    correct = int(np.trace(conf))
+    per_class = {
+        c: {"accuracy": conf[i, i] / conf[i].sum(), "ci95": wilson_interval(int(conf[i, i]), int(conf[i].sum()))}
+        for i, c in enumerate(classes)
+    }
+    log.info("%s: accuracy %.3f", spec.name, correct / conf.sum())
+    return ChannelResult(spec.name, correct / conf.sum(), wilson_interval(correct, int(conf.sum())), per_class, conf.tolist(), int(conf[0].sum()))
 
 
 @torch.no_grad()
@@ -157,79 +277,94 @@ def evaluate_run(
     *,
     data: str | os.PathLike[str] = "cache/dataset",
     nip_path: str | os.PathLike[str] | None = None,
+    fan_path: str | os.PathLike[str] | None = None,
     patches_per_class: int = 1000,
     patch: int = 128,
     channels: tuple[ChannelSpec, ...] = CHANNELS,
     seed: int = 1234,
     batch: int = 50,
+    paper: bool = False,
+    threads: int = 0,
 ) -> EvalResult:
-    """Evaluate a run folder on the test split; writes and returns ``<run_dir>/eval.json``.
+    """Evaluate a run folder on the test split under the product protocol; writes and returns ``<run_dir>/eval.json``.
 
     ``nip_path`` overrides the NIP (e.g. the fidelity-only NIP for a ``train-fan`` baseline run,
-    whose folder has only ``fan.pt``).
+    whose folder has only ``fan.pt``), ``fan_path`` the FAN (default ``<run>/fan.pt``); either may
+    be a shipped ``.onnx``. ``paper`` adds the paper-protocol figure (JPEG q50) as a labelled
+    secondary result.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     nip_file = Path(nip_path) if nip_path else run_dir / "nip.pt"
     if not nip_file.exists():
         nip_file = Path(yaml.safe_load((run_dir / "config.yaml").read_text())["nip_checkpoint"])
-    nip, nip_ckpt = _load(nip_file, "nip")
+    model = nip_model(nip_file)
     manifest = load_manifest(data)
     test_ids = sorted(p["id"] for p in manifest["pairs"] if p["split"] == "test")
     if not test_ids:
         raise ValueError("the dataset has no test split")
     pairs = [load_pair(data, i) for i in test_ids]
 
-    psnrs, ssims = {}, []
-    for pair in tqdm(pairs, desc="NIP fidelity", unit="img"):
-        rgb = nip(torch.from_numpy(np.array(pair.stack))[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-        tgt = np.asarray(pair.target, dtype=np.float32) / 255.0
-        mse = float(np.mean((rgb - tgt) ** 2))
-        psnrs[pair.id] = 10 * math.log10(1 / mse)
+    developed = develop_whole(pairs, model, threads)
+    psnrs, ssims, vis_nip, vis_ref, kept, kept_ref = {}, [], [], [], [], []
+    for d, pair in zip(developed, pairs):
+        rgb, tgt = d.rgb.astype(np.float32) / 255.0, d.target.astype(np.float32) / 255.0
+        psnrs[d.id] = 10 * math.log10(1 / max(float(np.mean((rgb - tgt) ** 2)), 1e-12))
         ssims.append(ssim(rgb, tgt))
+        flat = flat_mask_np(d.target)
+        vis_nip.append(row_col_differences(d.rgb, flat))
+        vis_ref.append(row_col_differences(d.target, flat))
+        kept.append(clipped_kept(d.rgb, pair.stack))
+        kept_ref.append(clipped_kept(d.target, pair.stack))
     mean_mse = float(np.mean([10 ** (-p / 10) for p in psnrs.values()]))
-    result = EvalResult(run=run_dir.name, nip=str(nip_ckpt["arch"]), classes=[], psnr_db=10 * math.log10(1 / mean_mse), ssim=float(np.mean(ssims)), psnr_per_image=psnrs)
+    rows_n, cols_n = np.nanmean([v[0] for v in vis_nip]), np.nanmean([v[1] for v in vis_nip])
+    rows_r, cols_r = np.nanmean([v[0] for v in vis_ref]), np.nanmean([v[1] for v in vis_ref])
+    visibility = {
+        "flat_row_diff_dn": float(rows_n), "flat_col_diff_dn": float(cols_n),
+        "flat_row_diff_ref_dn": float(rows_r), "flat_col_diff_ref_dn": float(cols_r),
+        "flat_row_ratio": float(rows_n / rows_r), "flat_col_ratio": float(cols_n / cols_r),
+        "clipped_kept_white": float(np.nanmean(kept)) if not all(np.isnan(kept)) else float("nan"),
+        "clipped_kept_white_ref": float(np.nanmean(kept_ref)) if not all(np.isnan(kept_ref)) else float("nan"),
+    }
+    result = EvalResult(run=run_dir.name, nip=str(model.architecture), classes=[], psnr_db=10 * math.log10(1 / mean_mse),
+                        ssim=float(np.mean(ssims)), psnr_per_image=psnrs, visibility=visibility)
 
-    fan_file = run_dir / "fan.pt"
+    fan_file = Path(fan_path) if fan_path else run_dir / "fan.pt"
     if fan_file.exists():
-        fan, fan_ckpt = _load(fan_file, "fan")
-        classes = list(fan_ckpt["classes"])
+        fan, classes = _load_fan(fan_file)
         result.classes = classes
-        manips = [create_manipulation(c) for c in classes]
-        rng = np.random.default_rng(seed)
-        per_image = math.ceil(patches_per_class / len(pairs))
-        patches = []
-        for pair in pairs:
-            patches += sample_patches(pair, patch, per_image, rng)
-        patches = patches[:patches_per_class]
-        if len(patches) < patches_per_class:
-            log.warning("only %d test patches available (asked %d)", len(patches), patches_per_class)
-        stack = torch.from_numpy(np.stack([s for s, _ in patches]))
-        developed = torch.cat([nip(s).clamp(0, 1) for s in stack.split(batch)])
-        manipulated = []
-        for name, m in zip(classes, manips):
-            if name == "jpeg":  # real libjpeg at the manipulation's quality, as a user's editor would
-                manipulated.append(torch.cat([libjpeg_roundtrip(d, 80) for d in developed.split(batch)]))
-            else:
-                manipulated.append(torch.cat([m(d) for d in developed.split(batch)]))
-        for spec in channels:
-            conf = np.zeros((len(classes), len(classes)), dtype=np.int64)
-            for label, x in enumerate(tqdm(manipulated, desc=f"FAN via {spec.name}", unit="class", leave=False)):
-                pred = torch.cat([fan(real_channel(chunk, spec)).argmax(1) for chunk in x.split(batch)])
-                conf[label] += np.bincount(pred.numpy(), minlength=len(classes))
-            n = int(conf[0].sum())
-            correct = int(np.trace(conf))
-            per_class = {
-                c: {"accuracy": conf[i, i] / conf[i].sum(), "ci95": wilson_interval(int(conf[i, i]), int(conf[i].sum()))}
-                for i, c in enumerate(classes)
-            }
-            result.channels.append(ChannelResult(spec.name, correct / conf.sum(), wilson_interval(correct, int(conf.sum())), per_class, conf.tolist(), n))
-            log.info("%s: accuracy %.3f", spec.name, correct / conf.sum())
+        context = 8
+        x = torch.from_numpy(product_patches(developed, patch, patches_per_class, np.random.default_rng(seed), context))
+        manipulated = _manipulate(classes, x, batch, context)
+        result.channels = [_classify(fan, classes, manipulated, spec, batch) for spec in channels]
+        if paper:
+            from rawproof_train.onnx_import import checkpoint_from_onnx
+
+            ckpt = checkpoint_from_onnx(nip_file) if nip_file.suffix == ".onnx" else torch.load(nip_file, map_location="cpu", weights_only=False)
+            nip = nip_from_checkpoint(ckpt)
+            rng = np.random.default_rng(seed)
+            per_image = math.ceil(patches_per_class / len(pairs))
+            patches = [pp for pair in pairs for pp in sample_patches(pair, patch, per_image, rng)][:patches_per_class]
+            stack = torch.from_numpy(np.stack([s for s, _ in patches]))
+            dev = torch.cat([nip(s).clamp(0, 1) for s in stack.split(batch)])
+            result.paper = _classify(fan, classes, _manipulate(classes, dev, batch, 0), channels[0], batch)
     (run_dir / "eval.json").write_text(json.dumps(asdict(result), indent=2, default=float))
     return result
 
 
+def _pick_channels(names: str | None) -> tuple[ChannelSpec, ...]:
+    if not names:
+        return CHANNELS
+    by_name = {c.name: c for c in CHANNELS}
+    unknown = [n for n in names.split(",") if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown channel(s) {unknown}; choose from {list(by_name)}")
+    return tuple(by_name[n] for n in names.split(","))
+
+
 def _run(args: argparse.Namespace) -> int:
-    res = evaluate_run(args.run, data=args.data, nip_path=args.nip, patches_per_class=args.patches_per_class)
+    res = evaluate_run(args.run, data=args.data, nip_path=args.nip, fan_path=args.fan, patches_per_class=args.patches_per_class,
+                       paper=args.paper, threads=args.threads, channels=_pick_channels(args.channels))
     print(json.dumps(res.summary(), indent=2))
     return 0
 
@@ -237,11 +372,15 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate a run on the test split through real libjpeg/libwebp",
+        help="evaluate a run on the test split: whole frames developed as shipped, random crops, real codecs",
         description=(__doc__ or "").split("\n\n")[0],
     )
     p.add_argument("run", help="run folder holding nip.pt and/or fan.pt")
     p.add_argument("--data", default="cache/dataset", help="dataset cache (default cache/dataset)")
-    p.add_argument("--nip", default=None, help="NIP checkpoint to develop with (default: <run>/nip.pt, else the run's nip_checkpoint)")
+    p.add_argument("--nip", default=None, help="NIP to develop with: a checkpoint or a shipped .onnx (default: <run>/nip.pt, else the run's nip_checkpoint)")
+    p.add_argument("--fan", default=None, help="FAN to classify with (default: <run>/fan.pt); a checkpoint or a shipped .onnx")
     p.add_argument("--patches-per-class", dest="patches_per_class", type=int, default=1000)
+    p.add_argument("--paper", action="store_true", help="also measure the paper protocol (NIP on isolated patches), JPEG q50, as a secondary figure")
+    p.add_argument("--channels", default=None, help=f"comma-separated subset of {[c.name for c in CHANNELS]} (default: all; the first is the headline)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the development (0 = all cores)")
     p.set_defaults(func=_run)

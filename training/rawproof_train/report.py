@@ -1,9 +1,10 @@
 """Results document from training logs: ``python -m rawproof_train report RUN... -o docs/results``.
 
 Reads each run folder's ``config.yaml``, ``log.csv`` and ``eval.json`` (from ``evaluate``) and
-writes ``<out>/README.md`` with tables (NIP fidelity, FAN accuracy per channel with 95%
-intervals, per-class accuracy) and plots (training curves, accuracy vs PSNR over lambda,
-confusion matrices, sample developments next to the reference). Nothing is typed in by
+writes ``<out>/README.md`` with tables (NIP fidelity and visibility, FAN accuracy per channel
+with 95% intervals under the product protocol, the paper-protocol figure beside it, labelled,
+per-class accuracy) and plots (training curves, accuracy vs PSNR over lambda, confusion matrices,
+100% crops of flat and textured areas developed whole as shipped, next to the reference). Nothing is typed in by
 hand: every figure in the document comes from those files, so re-running the command
 reproduces it.
 """
@@ -22,12 +23,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rawproof_train.data import load_manifest, load_pair  # noqa: E402
-from rawproof_train.nip import nip_from_checkpoint  # noqa: E402
 from rawproof_train.train import describe_channel  # noqa: E402
 
 __all__ = ["load_run", "write_report", "register"]
@@ -79,7 +78,8 @@ def _plot_curves(runs: list[dict], out: Path) -> str:
 
 
 def _plot_tradeoff(runs: list[dict], out: Path) -> str | None:
-    pts = [(r["eval"]["psnr_db"], r["eval"]["channels"][0]["accuracy"], r) for r in runs if r["eval"] and r["eval"]["channels"]]
+    pts = [(r["eval"]["psnr_db"], r["eval"]["channels"][0]["accuracy"], r) for r in runs
+           if r["eval"] and r["eval"]["channels"] and r["eval"].get("protocol") == "product"]
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -88,7 +88,7 @@ def _plot_tradeoff(runs: list[dict], out: Path) -> str | None:
         label = f"{r['name']}" + (f" (λ={lam:g})" if lam is not None else "")
         ax.scatter(psnr, 100 * acc, s=40)
         ax.annotate(label, (psnr, 100 * acc), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set(xlabel="NIP PSNR vs reference [dB] (test images)", ylabel="FAN accuracy [%] (real JPEG q50 channel)", title="Fidelity vs forensic accuracy")
+    ax.set(xlabel="NIP PSNR vs reference [dB] (test images)", ylabel="FAN accuracy [%] (product protocol, first channel)", title="Fidelity vs forensic accuracy (whole frames)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "tradeoff.png", dpi=110)
@@ -118,26 +118,42 @@ def _plot_confusion(run: dict, out: Path) -> str | None:
     return name
 
 
-@torch.no_grad()
-def _samples(runs: list[dict], data: Path, out: Path, crop: int = 192) -> str | None:
+def _crop_at(target: np.ndarray, crop: int, flat: bool) -> tuple[int, int]:
+    """Top-left of the flattest (or most textured) ``crop`` px block of a reference image, on a half-crop grid."""
+    luma = target.astype(np.float32).mean(2)
+    best, pos = None, (0, 0)
+    for y in range(0, luma.shape[0] - crop + 1, crop // 2):
+        for x in range(0, luma.shape[1] - crop + 1, crop // 2):
+            block = luma[y:y + crop, x:x + crop]
+            if flat and block.mean() > 250:  # a clipped sky is flat but shows nothing
+                continue
+            sd = float(block.std())
+            if best is None or (sd < best if flat else sd > best):
+                best, pos = sd, (y, x)
+    return pos
+
+
+def _samples(runs: list[dict], data: Path, out: Path, crop: int = 128) -> str | None:
+    """100% crops (flat, then textured) of test images developed whole as shipped: reference, then each run's NIP,
+    then each NIP's difference from the reference amplified 8x around grey."""
+    from rawproof_train.evaluate import develop_whole, nip_model
+
     nips = [(r["name"], r["path"] / "nip.pt") for r in runs if (r["path"] / "nip.pt").exists()]
     if not nips:
         return None
     manifest = load_manifest(data)
-    test = sorted(p["id"] for p in manifest["pairs"] if p["split"] == "test")[:3]
-    tiles = []
-    for pid in test:
-        pair = load_pair(data, pid)
-        h, w = pair.target.shape[:2]
-        y, x = (h - crop) // 4 * 2, (w - crop) // 4 * 2
-        row = [np.asarray(pair.target[y:y + crop, x:x + crop])]
-        for _, path in nips:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            nip = nip_from_checkpoint(ckpt)
-            s = torch.from_numpy(np.array(pair.stack[:, y // 2:(y + crop) // 2, x // 2:(x + crop) // 2]))[None]
-            row.append((nip.eval()(s).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-        tiles.append(np.concatenate(row, axis=1))
-    Image.fromarray(np.concatenate(tiles, axis=0)).save(out / "samples.png")
+    pairs = [load_pair(data, p["id"]) for p in sorted(manifest["pairs"], key=lambda p: p["id"]) if p["split"] == "test"][:3]
+    developed = [develop_whole(pairs, nip_model(path), threads=0) for _, path in nips]
+    rows = []
+    for i, pair in enumerate(pairs):
+        target = np.asarray(pair.target)
+        for flat in (True, False):
+            y, x = _crop_at(target, crop, flat)
+            ref = target[y:y + crop, x:x + crop]
+            nip_crops = [d[i].rgb[y:y + crop, x:x + crop] for d in developed]
+            diffs = [np.clip(128 + 8 * (c.astype(np.int16) - ref.astype(np.int16)), 0, 255).astype(np.uint8) for c in nip_crops]
+            rows.append(np.concatenate([ref, *nip_crops, *diffs], axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out / "samples.png")
     return "samples.png"
 
 
@@ -163,36 +179,54 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
         lines.append(f"| {r['name']} | {c.get('regime')} | {c.get('nip')} | {lam} | {int(last.get('step', 0))} | {c.get('batch')} | "
                      f"{c.get('patch')} | {c.get('lr')} | {nip_lr} | {_channel(c)} | {psnr} | {acc} |")
     evals = [r for r in runs if r["eval"]]
-    if evals:
-        # NIP-only runs evaluate no channel: the columns come from the first run with a FAN
-        # Columns: every channel any run was evaluated through, in order of appearance (NIP-only
-        # runs have none; runs evaluated before a channel was added show "—" there).
-        chans = list(dict.fromkeys(c["channel"] for r in evals for c in r["eval"]["channels"]))
-        lines += ["", "## Held-out evaluation (test split, real codecs)", "",
-                  "NIP PSNR/SSIM: whole test images against the reference pipeline. FAN accuracy: "
-                  "random 128 px test patches x every class, 2x downscale, then the real codec: `jpeg*`/`webp50` after the "
-                  "paper's 2x2 box downscale, JPEG 4:4:4; `web*` Pillow's defaults (antialiased bilinear, JPEG 4:2:0). "
-                  "95% Wilson intervals.", ""]
+    # eval.json files written before the product protocol existed measured the paper's protocol.
+    product = [r for r in evals if r["eval"].get("protocol") == "product"]
+    legacy = [r for r in evals if r["eval"].get("protocol") != "product"]
+    if product:
+        chans = list(dict.fromkeys(c["channel"] for r in product for c in r["eval"]["channels"]))
+        lines += ["", "## Held-out evaluation, product protocol (the headline)", "",
+                  "Each test image developed whole through the SDK path (exported ONNX NIP, tiled as `develop()` tiles, "
+                  "8-bit, clipped highlights white); NIP PSNR/SSIM of those developments against the reference pipeline. "
+                  "FAN accuracy: 128 px crops at uniform random integer positions (every downscale phase and JPEG grid "
+                  "alignment), x every class (applied with 8 px of frame context), then the downscale and the real codec: "
+                  "`jpeg*`/`webp50` after the paper's 2x2 box downscale, JPEG 4:4:4; `web*` Pillow's defaults (antialiased "
+                  "bilinear, JPEG 4:2:0). 95% Wilson intervals. `paper q50`: the same FAN with the NIP run on isolated patches "
+                  "(Korus & Memon's protocol), for comparison only. Visibility: mean |row-to-row| / |column-to-column| "
+                  "difference over the reference's flat pixels, NIP / reference (target <= 1.5); clipped: share of clipped "
+                  "sensor values that come out at 255.", ""]
+        lines += ["| run | PSNR [dB] | SSIM | flat rows / cols vs ref | clipped -> 255 | patches/class | " + " | ".join(chans) + " | paper q50 |",
+                  "|---|---|---|---|---|---|" + "---|" * len(chans) + "---|"]
+        for r in product:
+            ev, vis = r["eval"], r["eval"].get("visibility", {})
+            by_name = {c["channel"]: _fmt_ci(c["accuracy"], c["accuracy_ci"]) for c in ev["channels"]}
+            n = ev["channels"][0]["n_per_class"] if ev["channels"] else "—"
+            paper = _fmt_ci(ev["paper"]["accuracy"], ev["paper"]["accuracy_ci"]) if ev.get("paper") else "—"
+            lines.append(f"| {r['name']} | {ev['psnr_db']:.2f} | {ev['ssim']:.4f} | {vis.get('flat_row_ratio', float('nan')):.2f}x / "
+                         f"{vis.get('flat_col_ratio', float('nan')):.2f}x | {100 * vis.get('clipped_kept_white', float('nan')):.1f}% | {n} | "
+                         + " | ".join(by_name.get(c, "—") for c in chans) + f" | {paper} |")
+        lines += ["", "### Per-class accuracy, product protocol, first channel", ""]
+        for r in product:
+            if r["eval"]["channels"]:
+                pc = r["eval"]["channels"][0]["per_class"]
+                lines += [f"**{r['name']}**: " + ", ".join(f"{k} {_fmt_ci(v['accuracy'], v['ci95'])}" for k, v in pc.items()), ""]
+    if legacy:
+        chans = list(dict.fromkeys(c["channel"] for r in legacy for c in r["eval"]["channels"]))
+        lines += ["", "## Paper protocol only (older evaluations: NIP run on isolated patches; not the product's figure)", ""]
         lines += ["| run | PSNR [dB] | SSIM | patches/class | " + " | ".join(chans) + " |", "|---|---|---|---|" + "---|" * len(chans)]
-        for r in evals:
+        for r in legacy:
             ev = r["eval"]
             by_name = {c["channel"]: _fmt_ci(c["accuracy"], c["accuracy_ci"]) for c in ev["channels"]}
             n = ev["channels"][0]["n_per_class"] if ev["channels"] else "—"
             lines.append(f"| {r['name']} | {ev['psnr_db']:.2f} | {ev['ssim']:.4f} | {n} | " + " | ".join(by_name.get(c, "—") for c in chans) + " |")
-        lines += ["", "### Per-class accuracy through the paper's channel (2x box + JPEG q50 4:4:4)", ""]
-        for r in evals:
-            ev = r["eval"]
-            if not ev["channels"]:
-                continue
-            pc = ev["channels"][0]["per_class"]
-            lines += [f"**{r['name']}**: " + ", ".join(f"{k} {_fmt_ci(v['accuracy'], v['ci95'])}" for k, v in pc.items()), ""]
     figs = [_plot_curves(runs, out), _plot_tradeoff(runs, out), *[_plot_confusion(r, out) for r in evals], _samples(runs, Path(data), out)]
     lines += ["", "## Figures", ""]
     for f in figs:
         if f:
             lines += [f"![{f}]({f})", ""]
     if "samples.png" in figs:
-        lines += ["`samples.png`: columns = reference pipeline, then the NIP of each run in the order of the runs table; rows = test images.", ""]
+        lines += ["`samples.png`: 100% crops of the first test images developed whole as shipped; per image a flat crop, then a "
+                  "textured one. Columns: reference pipeline, the NIP of each run with a nip.pt (runs table order), then each "
+                  "NIP's difference from the reference x8 around grey (where a trace would show).", ""]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     return out / "README.md"
 

@@ -11,6 +11,16 @@ and the FAN classifies the result. Three regimes share one loop (:func:`run`):
   (``backend=libjpeg``; no gradient has to pass the codec when the NIP is frozen);
 * ``train-joint`` -- both, loss = CE(FAN) + lambda * MSE8(NIP), starting from the pretrained NIP.
 
+Two protocols. The paper's (``region: 0``): the NIP develops isolated ``patch`` px patches and the
+FAN sees each whole, so a NIP can learn traces that lean on the patch borders, which do not exist
+when ``develop()`` runs it on a whole frame. The product's (``region`` > 0, e.g. 256): the NIP
+develops a ``region`` px window (context, as in a whole frame), every manipulation is applied to
+the whole window, and the FAN sees ``crops`` crops of ``patch`` px per window at uniform random
+integer offsets at least ``context`` px from its border, so the 2x downscale phase and the JPEG
+8x8 grid take every alignment relative to the NIP output. ``backend`` may be a list drawn per
+batch (e.g. real libjpeg with a straight-through gradient, the dJPEG, or no codec), and ``vis``
+weighs :func:`rawproof_train.visibility.flat_gradient_penalty` (trace energy in flat areas).
+
 ``MSE8`` is the mean squared error in 8-bit units (255^2 x MSE on [0,1]), so lambda reads the
 same at any fidelity level: at 40 dB PSNR, MSE8 = 6.5; lambda = 0.01 then weighs the fidelity
 term like a cross-entropy of 0.065.
@@ -51,6 +61,7 @@ from rawproof_train.data import Pair, load_manifest, load_pair, sample_patches
 from rawproof_train.fan import FAN
 from rawproof_train.manipulations import MANIPULATIONS, create_manipulation
 from rawproof_train.nip import INetPlus, create_nip
+from rawproof_train.visibility import flat_gradient_penalty
 
 __all__ = ["TrainConfig", "load_config", "run", "register", "PatchSampler", "git_commit"]
 
@@ -58,6 +69,11 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 REGIMES = ("nip", "fan", "joint")
+BACKENDS = ("torch", "libjpeg", "libjpeg-st", "none")
+
+
+def _choices(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 @dataclass
@@ -79,6 +95,11 @@ class TrainConfig:
     fan_checkpoint: str | None = None
     classes: list[str] = field(default_factory=lambda: list(MANIPULATIONS))
     patch: int = 128
+    # Product protocol (see the module docstring): NIP window side in output px (0 = the paper's
+    # patch-wise protocol), the least distance of a FAN crop from the window border, crops per window.
+    region: int = 0
+    context: int = 0
+    crops: int = 1
     batch: int = 20
     steps: int = 2000
     lr: float = 1e-4
@@ -86,6 +107,8 @@ class TrainConfig:
     lr_decay: float = 0.85
     decay_every: int = 600
     lam: float = 0.01
+    # Weight of the flat-area trace penalty (squared 8-bit DN of the residual's row/column differences).
+    vis: float = 0.0
     downscale: int = 2
     # A list draws one value per step (RandomChannel); its first value is the nominal channel
     # that validation uses. Repeat a value to weight it.
@@ -95,7 +118,9 @@ class TrainConfig:
     rounding: str = "hard"
     # "libjpeg": real JPEG (Pillow) in the channel. It passes no gradient, so only train-fan, whose
     # NIP is frozen, may use it: a FAN fine-tuned behind the very codec it is evaluated through.
-    backend: str = "torch"
+    # "libjpeg-st": real JPEG forward, straight-through gradient; "none": downscale only. A list
+    # draws one per step; its first value is the nominal channel validation uses.
+    backend: str | list[str] = "torch"
     patches_per_image: int = 32
     val_patches: int = 120
     val_every: int = 100
@@ -117,10 +142,18 @@ class TrainConfig:
         if self.nip_width is not None and (self.nip.lower() not in ("unet", "inetplus") or isinstance(self.nip_width, bool)
                                            or not isinstance(self.nip_width, int) or self.nip_width < 1):
             raise ValueError(f"nip_width (an integer >= 1) applies to unet and inetplus only, got {self.nip_width!r} for {self.nip!r}")
-        if self.backend not in ("torch", "libjpeg"):
-            raise ValueError(f"backend must be 'torch' or 'libjpeg', got {self.backend!r}")
-        if self.backend == "libjpeg" and self.regime != "fan":
-            raise ValueError(f"backend 'libjpeg' passes no gradient to the NIP: train-{self.regime} needs 'torch' (only train-fan may use libjpeg)")
+        backends = _choices(self.backend)
+        if not backends or any(b not in BACKENDS for b in backends):
+            raise ValueError(f"backend must be one of {BACKENDS} or a non-empty list of them, got {self.backend!r}")
+        if "libjpeg" in backends and self.regime != "fan":
+            raise ValueError(f"backend 'libjpeg' passes no gradient to the NIP: train-{self.regime} needs 'torch' or 'libjpeg-st' (only train-fan may use libjpeg)")
+        if self.region:
+            if self.region % 32 or self.region - 2 * self.context < self.patch or self.context < 0 or self.crops < 1:
+                raise ValueError(f"region {self.region} must be a multiple of 32 holding a {self.patch} px crop {self.context} px from each border, with crops >= 1")
+        elif self.context or self.crops != 1:
+            raise ValueError("context and crops apply to the product protocol only (set region)")
+        if self.vis < 0:
+            raise ValueError(f"vis must be >= 0, got {self.vis}")
         unknown = [c for c in self.classes if c not in MANIPULATIONS]
         if unknown or len(self.classes) < 2:
             raise ValueError(f"classes must be >= 2 of {list(MANIPULATIONS)}, got {self.classes}")
@@ -204,12 +237,37 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def forensic_batch(rgb: torch.Tensor, manipulations: list[nn.Module], channel: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply every manipulation to every developed patch, then the channel; return (FAN input, labels)."""
+def random_crops(x: torch.Tensor, size: int, margin: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` crops of ``size`` px from each image, at uniform random integer offsets >= ``margin`` px from every border.
+
+    Shape: x (N, C, H, W) -> (N * k, C, size, size), crops of image i at rows i*k .. i*k + k - 1.
+    """
+    n, _, h, w = x.shape
+    ys = torch.randint(margin, h - margin - size + 1, (n, k), generator=generator).tolist()
+    xs = torch.randint(margin, w - margin - size + 1, (n, k), generator=generator).tolist()
+    return torch.stack([x[i, :, y:y + size, xx:xx + size] for i in range(n) for y, xx in zip(ys[i], xs[i])])
+
+
+def forensic_batch(
+    rgb: torch.Tensor, manipulations: list[nn.Module], channel: nn.Module,
+    crop: tuple[int, int, int] | None = None, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply every manipulation to every developed patch (or window), then the channel; return (FAN input, labels).
+
+    ``crop = (size, margin, k)``: the product protocol; after the manipulation, ``k`` crops of
+    ``size`` px per window at random offsets (:func:`random_crops`) go through the channel.
+    """
     rgb = rgb.clamp(0, 1)
     x = torch.cat([m(rgb) for m in manipulations])
     y = torch.arange(len(manipulations)).repeat_interleave(rgb.shape[0])
+    if crop is not None:
+        x = random_crops(x, *crop, generator=generator)
+        y = y.repeat_interleave(crop[2])
     return channel(x), y
+
+
+def _crop_spec(cfg: TrainConfig) -> tuple[int, int, int] | None:
+    return (cfg.patch, cfg.context, cfg.crops) if cfg.region else None
 
 
 @dataclass
@@ -272,16 +330,12 @@ def _build(cfg: TrainConfig) -> _Run:
     return _Run(cfg, nip, fan, opt, sched, manip, make_channel(cfg))
 
 
-def _choices(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
-
-
 def make_channel(cfg: TrainConfig, rounding: str | None = None) -> RandomChannel:
     """The training channel of ``cfg`` (one fixed channel when no key is a list)."""
     # str(): YAML reads an unquoted 444 as an integer.
     return RandomChannel(
         cfg.downscale, [int(q) for q in _choices(cfg.quality)], rounding or cfg.rounding,
-        [str(v) for v in _choices(cfg.subsampling)], [str(v) for v in _choices(cfg.resize)], cfg.backend,
+        [str(v) for v in _choices(cfg.subsampling)], [str(v) for v in _choices(cfg.resize)], [str(v) for v in _choices(cfg.backend)],
     )
 
 
@@ -297,10 +351,15 @@ def describe_channel(cfg: TrainConfig | Mapping[str, Any]) -> str:
         vals = list(dict.fromkeys(_choices(value)))
         return f"{unit}{vals[0]}" if len(vals) == 1 else "{" + ", ".join(f"{unit}{v}" for v in vals) + "}"
 
-    real = c["backend"] == "libjpeg"
-    desc = (f"{c['downscale']}x {fmt(c['resize'])} down + {'libjpeg' if real else 'dJPEG'} {fmt(c['quality'], 'q')} "
-            f"{fmt(c['subsampling'])}" + ("" if real else f" ({c['rounding']} rounding)"))
-    return desc + (", drawn per step" if any(isinstance(c[k], list) for k in ("quality", "subsampling", "resize")) else "")
+    codec_names = {"torch": "dJPEG", "libjpeg": "libjpeg", "libjpeg-st": "libjpeg (straight-through)", "none": "no codec"}
+    backends = _choices(c["backend"])
+    desc = (f"{c['downscale']}x {fmt(c['resize'])} down + {fmt([codec_names[b] for b in backends])} {fmt(c['quality'], 'q')} "
+            f"{fmt(c['subsampling'])}" + (f" ({c['rounding']} rounding)" if "torch" in backends else ""))
+    if any(isinstance(c[k], list) for k in ("quality", "subsampling", "resize", "backend")):
+        desc += ", drawn per step"
+    if c.get("region"):
+        desc += f"; product protocol: {c['crops']} crops of {c['patch']} px per {c['region']} px NIP window, >= {c['context']} px inside"
+    return desc
 
 
 def _state(run: _Run, rng: np.random.Generator) -> dict[str, Any]:
@@ -340,9 +399,11 @@ def validate(run: _Run, val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, flo
     if run.fan is not None:
         run.fan.eval()
         chan = make_channel(run.cfg, rounding="hard").nominal
+        # Validation crops come from their own seeded generator: the same positions at every validation.
+        gen = torch.Generator().manual_seed(run.cfg.seed + 7)
         correct = total = 0
-        for chunk in rgb.split(20):
-            x, y = forensic_batch(chunk, run.manipulations, chan)
+        for chunk in rgb.split(20 if not run.cfg.region else max(1, 20 // run.cfg.crops)):
+            x, y = forensic_batch(chunk, run.manipulations, chan, _crop_spec(run.cfg), gen)
             correct += int((run.fan(x).argmax(1) == y).sum())
             total += len(y)
         out["val_accuracy"] = correct / total
@@ -358,14 +419,20 @@ def train_step(run: _Run, stack: torch.Tensor, target: torch.Tensor) -> dict[str
     rgb = (run.nip if run.nip_ddp is None else run.nip_ddp)(stack)
     mse8 = F.mse_loss(rgb, target) * 255.0**2
     out = {"mse8": mse8.item()}
+    fidelity = mse8
+    if cfg.vis and cfg.regime != "fan":
+        vis = flat_gradient_penalty(rgb, target)
+        out["vis"] = vis.item()
+        # lambda scales the whole fidelity side, so vis reads as "squared DN of flat-area residual vs of MSE".
+        fidelity = mse8 + cfg.vis * vis
     if cfg.regime == "nip":
-        loss = mse8
+        loss = fidelity
     else:
-        x, y = forensic_batch(rgb, run.manipulations, run.channel)
+        x, y = forensic_batch(rgb, run.manipulations, run.channel, _crop_spec(cfg))
         logits = (run.fan if run.fan_ddp is None else run.fan_ddp)(x)
         ce = F.cross_entropy(logits, y)
         out.update(ce=ce.item(), accuracy=(logits.argmax(1) == y).float().mean().item())
-        loss = ce + cfg.lam * mse8 if cfg.regime == "joint" else ce
+        loss = ce + cfg.lam * fidelity if cfg.regime == "joint" else ce
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -400,9 +467,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     rng = ddp.rank_rng(cfg.seed, env)
     per_rank = ddp.shard_size(cfg.batch, env)
-    val_sampler = PatchSampler(cfg.data, "val", cfg.patch, max(1, cfg.val_patches // 4), np.random.default_rng(cfg.seed + 1))
-    val = val_sampler.batch(min(cfg.val_patches, len(val_sampler._pool) or cfg.val_patches))
-    train = PatchSampler(cfg.data, "train", cfg.patch, cfg.patches_per_image, rng)
+    side = cfg.region or cfg.patch
+    # Validation draws as many FAN crops as the paper protocol's val_patches, in fewer, larger windows.
+    n_val = max(1, cfg.val_patches // (cfg.crops if cfg.region else 1))
+    val_sampler = PatchSampler(cfg.data, "val", side, max(1, n_val // 4), np.random.default_rng(cfg.seed + 1))
+    val = val_sampler.batch(min(n_val, len(val_sampler._pool) or n_val))
+    train = PatchSampler(cfg.data, "train", side, cfg.patches_per_image, rng)
     run_ = _build(cfg)
     state_path = out / "state.pt"
     if state_path.exists():
@@ -439,7 +509,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     new_log = not log_path.exists() or run_.step == 0
     if not new_log and main:
         _truncate_log(log_path, run_.step)
-    fields = ["step", "time_s", "lr", "loss", "mse8", "ce", "accuracy", "val_psnr_db", "val_accuracy"]
+    fields = ["step", "time_s", "lr", "loss", "mse8", "vis", "ce", "accuracy", "val_psnr_db", "val_accuracy"]
     metrics: dict[str, float] = {}
     with open(log_path if main else os.devnull, "w" if new_log else "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
