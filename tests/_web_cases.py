@@ -1,4 +1,9 @@
-"""Images for the verify page's tests, one per verdict class, built like tests/test_verify.py's.
+"""Images for the verify page's tests, one per verdict class, built like tests/test_verify.py's
+(captures) and tests/test_verdict_table.py's (edits with c2pa's Builder and a ``parentOf``
+ingredient, generated images).
+
+Trust: the camera PKI is the server's device anchor; the editor PKI is an ordinary trusted
+signer (believed about edits, not captures); another vendor's PKI is not trusted at all.
 
 The forensic part uses the toy FAN of ``_toy_fan`` (a blur detector, 32 px patches, trained
 channel: 2x downscale). Camera originals are 2x nearest-neighbour upscales of noise, so the
@@ -14,14 +19,18 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import c2pa
 import numpy as np
 from PIL import Image
 
 from _toy_fan import _keep, blur, build_toy_fan, noise_image, toy_fan_path
 from rawproof.keygen import TestPki, generate_test_pki
 from rawproof.models import ModelInfo, file_sha256, load_model_info
-from rawproof.provenance import CaptureInfo, ModelRef, Signer, sign_image
+from rawproof.provenance import CAPTURE_ASSERTION_LABEL, CaptureInfo, ModelRef, Signer, sign_image
+
+AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 H, W = 96, 160
 
@@ -69,6 +78,37 @@ def capture(fan_sha: str) -> CaptureInfo:
                        fan=ModelRef("toy_fan", fan_sha), develop={"format": "png"})
 
 
+def _builder_sign(pki: TestPki, manifest: dict[str, Any], image: bytes, parent: bytes | None = None) -> bytes:
+    """Sign ``image`` (PNG) with c2pa's Builder as an editing or generating tool would; ``parent``
+    (a signed PNG) becomes the ``parentOf`` ingredient."""
+    with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer, \
+            c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}}) as ctx, \
+            c2pa.Builder(manifest, ctx) as builder:
+        if parent is not None:
+            builder.add_ingredient({"title": "original.png", "relationship": "parentOf", "instance_id": "parent"},
+                                   "image/png", io.BytesIO(parent))
+        out = io.BytesIO()
+        builder.sign(signer._handle, "image/png", io.BytesIO(image), out)
+        return out.getvalue()
+
+
+def edit_of(parent: bytes, pki: TestPki, image: bytes) -> bytes:
+    """An editor's manifest over ``image``: cropped and colour-adjusted from ``parent``."""
+    manifest = {"claim_generator_info": [{"name": "photo-desk", "version": "2.1"}], "title": "edited.png",
+                "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
+                    {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
+                    {"action": "c2pa.cropped"}, {"action": "c2pa.color_adjustments"}]}}]}
+    return _builder_sign(pki, manifest, image, parent)
+
+
+def generated(pki: TestPki, image: bytes, cap: CaptureInfo) -> bytes:
+    """A generator's manifest: ``c2pa.created`` of an AI source type (with a copied capture assertion)."""
+    manifest = {"claim_generator_info": [{"name": "image-model", "version": "1"}], "assertions": [
+        {"label": "c2pa.actions.v2", "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": AI}]}},
+        {"label": CAPTURE_ASSERTION_LABEL, "data": cap.to_dict()}]}
+    return _builder_sign(pki, manifest, image)
+
+
 @functools.lru_cache(maxsize=None)
 def jpeg_channel_fan() -> ModelInfo:
     """A toy FAN exported as trained behind JPEG q50 4:4:4 (a PNG or a q90 JPEG lies outside
@@ -79,9 +119,22 @@ def jpeg_channel_fan() -> ModelInfo:
     return load_model_info(path)
 
 
-def build_cases(tmp: Path) -> tuple[dict[str, Case], TestPki]:
-    """The cases by name, and the PKI whose root the server trusts."""
+@dataclass(frozen=True)
+class Anchors:
+    """The roots the server trusts (PEM bytes), as ``verify()`` keyword arguments."""
+
+    device: bytes
+    other: bytes
+
+    @property
+    def kwargs(self) -> dict[str, bytes]:
+        return {"device_anchors": self.device, "trust_anchors": self.other}
+
+
+def build_cases(tmp: Path) -> tuple[dict[str, Case], Anchors]:
+    """The cases by name, and the roots the server trusts."""
     pki = generate_test_pki(tmp / "pki", alg="es256")
+    editor = generate_test_pki(tmp / "editor", alg="es256", device_id="photo-desk")
     other = generate_test_pki(tmp / "other", alg="es256", device_id="another-vendor")
     cap = capture(file_sha256(toy_fan_path()))
     noise = noise_image(H, W, seed=3)
@@ -93,8 +146,13 @@ def build_cases(tmp: Path) -> tuple[dict[str, Case], TestPki]:
         signed_jpeg = sign_image(jpeg(_up(noise)), "image/jpeg", cap, signer)
     with Signer.from_files(other.device_chain, other.device_key, alg="es256") as signer:
         foreign = sign_image(png(_up(noise)), "image/png", cap, signer)
+    with Signer.from_files(editor.device_chain, editor.device_key, alg="es256") as signer:
+        not_a_device = sign_image(png(_up(noise)), "image/png", cap, signer)
     cases = [
         Case("signed_original", original, "original.png", "authentic"),
+        Case("edited_chain", edit_of(original, editor, png(_up(noise)[8:-8, 8:-8])), "edited.png", "edited"),
+        Case("generated", generated(editor, png(_up(noise)), cap), "generated.png", "synthetic"),
+        Case("capture_by_a_non_device", not_a_device, "desk_capture.png", "origin_unverified"),
         Case("manipulated_before_signing", manipulated, "signed_blurred.png", "manipulated"),
         Case("tampered_signed_copy", flip_scan_byte(signed_jpeg), "tampered.jpg", "invalid_signature"),
         Case("other_pipeline", foreign, "other_vendor.png", "untrusted"),
@@ -104,4 +162,4 @@ def build_cases(tmp: Path) -> tuple[dict[str, Case], TestPki]:
         Case("outside_channel", jpeg(edited, 90), "shared_q90.jpg", "no_provenance_inconclusive"),
         Case("hostile", jpeg(noise)[:900], "hostile.jpg", None),
     ]
-    return {c.name: c for c in cases}, pki
+    return {c.name: c for c in cases}, Anchors(pki.root_cert.read_bytes(), editor.root_cert.read_bytes())

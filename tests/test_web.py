@@ -37,15 +37,15 @@ from rawproof.web.serve import create_app  # noqa: E402
 def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAWPROOF_MODELS", str(toy_fan_path().parent))
-        cases, pki = build_cases(tmp_path_factory.mktemp("cases"))
-        yield cases, pki.root_cert.read_bytes()
+        cases, anchors = build_cases(tmp_path_factory.mktemp("cases"))
+        yield cases, anchors
 
 
 @pytest.fixture(scope="module")
 def server(env, tmp_path_factory):
     _, root = env
     keep = tmp_path_factory.mktemp("kept")
-    cfg = WebConfig(pool=PoolConfig(workers=2, verify_kwargs={"trust_anchors": root}), max_bytes=1 << 20, keep_dir=keep)
+    cfg = WebConfig(pool=PoolConfig(workers=2, verify_kwargs=root.kwargs), max_bytes=1 << 20, keep_dir=keep)
     with LocalServer(create_app(cfg)) as srv:
         yield srv, page_token(srv.url), keep
 
@@ -156,7 +156,8 @@ def test_page_is_self_contained_and_locked_down(server) -> None:
         assert e.value.code == 404
 
 
-@pytest.mark.parametrize("name", ["signed_original", "manipulated_before_signing", "tampered_signed_copy", "other_pipeline",
+@pytest.mark.parametrize("name", ["signed_original", "edited_chain", "generated", "capture_by_a_non_device",
+                                  "manipulated_before_signing", "tampered_signed_copy", "other_pipeline",
                                   "stripped_copy", "manipulated_share", "too_small"])
 def test_verdicts_match_verify_in_process(server, env, name: str) -> None:
     srv, token, _ = server
@@ -165,7 +166,7 @@ def test_verdicts_match_verify_in_process(server, env, name: str) -> None:
     r = upload(srv.url, case.data, token)
     assert r.status == 200 and r.final["event"] == "result", r.final
     assert [e["event"] for e in r.events][:1] == ["received"] and r.events[0]["bytes"] == len(case.data)
-    ref = verify(case.data, trust_anchors=root).to_dict()
+    ref = verify(case.data, **root.kwargs).to_dict()
     assert ref["verdict"] == case.verdict
     assert _comparable(r.final["report"]) == _comparable(ref)
     assert r.final["page"]["verdict"] == case.verdict
@@ -176,11 +177,11 @@ def test_outside_the_channel_with_a_jpeg_trained_fan(env) -> None:
     cases, root = env
     case = cases["outside_channel"]
     fan = jpeg_channel_fan()
-    cfg = WebConfig(pool=PoolConfig(workers=1, verify_kwargs={"trust_anchors": root, "fan": fan}))
+    cfg = WebConfig(pool=PoolConfig(workers=1, verify_kwargs={**root.kwargs, "fan": fan}))
     with LocalServer(create_app(cfg)) as srv:
         r = upload(srv.url, case.data, page_token(srv.url), stream=False)
     assert r.status == 200
-    ref = verify(case.data, trust_anchors=root, fan=fan).to_dict()
+    ref = verify(case.data, **root.kwargs, fan=fan).to_dict()
     assert ref["verdict"] == r.final["report"]["verdict"] == "no_provenance_inconclusive"
     assert r.final["page"]["forensics"]["status"] == "not-evidence"
 
@@ -257,7 +258,7 @@ def test_token_check_is_hmac_over_the_issue_time(server) -> None:
 
 def test_hostile_files_get_messages_and_the_pool_keeps_serving(env) -> None:
     cases, root = env
-    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs=root.kwargs)) as pool:
         pid = pool.worker_pids()
         for name, data in hostile_uploads(flood_pixels=10_000).items():
             try:
@@ -274,7 +275,7 @@ def test_hostile_files_get_messages_and_the_pool_keeps_serving(env) -> None:
 def test_time_limit_kills_and_replaces_the_worker(env) -> None:
     cases, root = env
     flood = hostile_uploads(flood_pixels=8_000_000)["pixel_flood"]
-    with VerifyPool(PoolConfig(workers=1, timeout_s=0.3, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=1, timeout_s=0.3, verify_kwargs=root.kwargs)) as pool:
         before = pool.worker_pids()
         with pytest.raises(ServiceLimitError, match="longer than") as e:
             pool.run_sync(flood, 8_000_000)
@@ -296,7 +297,7 @@ def _alive(pid: int) -> bool:
 def test_a_worker_that_dies_is_reported_and_replaced(env) -> None:
     cases, root = env
     flood = hostile_uploads(flood_pixels=8_000_000)["pixel_flood"]
-    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=1, timeout_s=60, verify_kwargs=root.kwargs)) as pool:
         (pid,) = pool.worker_pids()
         threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
         with pytest.raises(ServiceLimitError, match="died") as e:
@@ -308,7 +309,7 @@ def test_a_worker_that_dies_is_reported_and_replaced(env) -> None:
 def test_memory_limit_is_a_message(env) -> None:
     cases, root = env
     flood = hostile_uploads(flood_pixels=40_000_000)["pixel_flood"]
-    with VerifyPool(PoolConfig(workers=1, memory_bytes=900 << 20, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=1, memory_bytes=900 << 20, verify_kwargs=root.kwargs)) as pool:
         with pytest.raises(ServiceLimitError, match="memory") as e:
             pool.run_sync(flood, 40_000_000)
         assert e.value.limit == "memory"
@@ -318,7 +319,7 @@ def test_memory_limit_is_a_message(env) -> None:
 def test_full_queue_refuses_at_once(env) -> None:
     cases, root = env
     flood = hostile_uploads(flood_pixels=4_000_000)["pixel_flood"]
-    with VerifyPool(PoolConfig(workers=1, queue_limit=0, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=1, queue_limit=0, verify_kwargs=root.kwargs)) as pool:
         t = threading.Thread(target=pool.run_sync, args=(flood, 4_000_000))
         t.start()
         while pool.running() == 0:
@@ -335,7 +336,7 @@ def test_light_lane_serves_small_images_past_a_queue_of_large_ones(env) -> None:
     cases, root = env
     flood = hostile_uploads(flood_pixels=3_000_000)["pixel_flood"]
     order: list[str] = []
-    with VerifyPool(PoolConfig(workers=2, heavy_pixels=1_000_000, verify_kwargs={"trust_anchors": root})) as pool:
+    with VerifyPool(PoolConfig(workers=2, heavy_pixels=1_000_000, verify_kwargs=root.kwargs)) as pool:
         def run(name: str, data: bytes, pixels: int) -> None:
             pool.run_sync(data, pixels)
             order.append(name)
@@ -367,7 +368,7 @@ def test_eight_hostile_uploads_do_not_stop_a_ninth_user(server, env) -> None:
         ninth = ex.submit(upload, srv.url, good.data, token).result()
         answers = [f.result() for f in bad]
     assert ninth.final["event"] == "result"
-    assert ninth.final["report"]["verdict"] == verify(good.data, trust_anchors=root).verdict.value == good.verdict
+    assert ninth.final["report"]["verdict"] == verify(good.data, **root.kwargs).verdict.value == good.verdict
     assert all(a.final.get("event") in ("error", "result") for a in answers)
     assert sum(a.final.get("event") == "error" for a in answers) >= 6
 
@@ -379,15 +380,16 @@ def test_rawproof_serve_command(env, tmp_path) -> None:
     import sys
 
     cases, root = env
-    (tmp_path / "root.pem").write_bytes(root)
+    (tmp_path / "device.pem").write_bytes(root.device)
+    (tmp_path / "editors.pem").write_bytes(root.other)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     repo_root = Path(__file__).resolve().parents[1]
     env_vars = {**os.environ, "RAWPROOF_MODELS": str(toy_fan_path().parent),
                 "PYTHONPATH": os.pathsep.join(str(repo_root / d) for d in ("sdk", "training", "export"))}
-    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "serve", "--port", str(port), "--trust", str(tmp_path / "root.pem"),
-                             "--workers", "1"], cwd=tmp_path, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "serve", "--port", str(port), "--trust-device", "device.pem",
+                             "--trust", "editors.pem", "--workers", "1"], cwd=tmp_path, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
@@ -398,11 +400,12 @@ def test_rawproof_serve_command(env, tmp_path) -> None:
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
                 time.sleep(0.2)
-        r = upload(url, cases["signed_original"].data, token)
-        assert r.final["report"]["verdict"] == "authentic"
+        for name in ("signed_original", "edited_chain"):
+            r = upload(url, cases[name].data, token)
+            assert r.final["report"]["verdict"] == cases[name].verdict
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}/" in out and "nothing kept" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["root.pem"]  # nothing written where it ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["device.pem", "editors.pem"]  # nothing written where it ran

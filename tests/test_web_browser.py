@@ -22,7 +22,7 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from _toy_fan import toy_fan_path  # noqa: E402
-from _web_cases import Case, build_cases  # noqa: E402
+from _web_cases import Anchors, Case, build_cases  # noqa: E402
 from rawproof.verify import verify  # noqa: E402
 from rawproof.web.app import WebConfig  # noqa: E402
 from rawproof.web.measure import CHROMIUM, LocalServer, chromium_args  # noqa: E402
@@ -39,12 +39,12 @@ SHOTS = os.environ.get("RAWPROOF_WEB_SCREENSHOTS")
 def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAWPROOF_MODELS", str(toy_fan_path().parent))
-        cases, pki = build_cases(tmp_path_factory.mktemp("cases"))
-        yield cases, pki.root_cert.read_bytes()
+        cases, anchors = build_cases(tmp_path_factory.mktemp("cases"))
+        yield cases, anchors
 
 
-def _server(root: bytes, **verify_kwargs) -> LocalServer:
-    return LocalServer(create_app(WebConfig(pool=PoolConfig(workers=2, verify_kwargs={"trust_anchors": root, **verify_kwargs}))))
+def _server(root: Anchors, **verify_kwargs) -> LocalServer:
+    return LocalServer(create_app(WebConfig(pool=PoolConfig(workers=2, verify_kwargs={**root.kwargs, **verify_kwargs}))))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +99,9 @@ def _shot(page, name: str) -> None:
     im.save(Path(SHOTS) / f"{name}.png", optimize=True)
 
 
-def _check_result(page, case: Case, root: bytes) -> dict:
+def _check_result(page, case: Case, root: Anchors) -> dict:
     assert _wait_answer(page) == "result"
-    expected = verify(case.data, trust_anchors=root).verdict.value
+    expected = verify(case.data, **root.kwargs).verdict.value
     assert expected == case.verdict
     assert page.get_attribute("#verdict", "data-verdict") == case.verdict
     assert page.inner_text("#verdict-headline")
@@ -128,14 +128,43 @@ def test_signed_original_reads_authentic(page, env) -> None:
     assert steps.count() == 1
     step = steps.nth(0).inner_text()
     for fact in ("Camera", "Test Cam", "Captured", "2025-01-31T12:00:00+00:00", "Device", "dev-1", "Imaging model", "Signed by",
-                 "valid signature, chains to a trusted certificate"):
+                 "valid signature by a trusted device"):
         assert fact in step, fact
-    assert page.inner_text("#forensics-headline") == "No traces of editing"
+    assert page.inner_text("#forensics-headline") == "No traces of manipulation found"
     assert not page.is_visible("#evidence-badge")
     assert _heatmap_shown(page)
     assert "heatmap" in page.get_attribute("#heatmap", "alt").lower()
     assert page.get_attribute("#photo", "alt")
     _shot(page, "authentic")
+
+
+def test_edited_chain_lists_each_step(page, env) -> None:
+    cases, root = env
+    case = cases["edited_chain"]
+    _pick(page, case)
+    report = _check_result(page, case, root)
+    assert page.inner_text("#verdict-headline") == "Edited by trusted signers, from an authentic capture"
+    steps = page.locator("#chain > li")
+    assert steps.count() == 2 == len(report["provenance"]["chain"])
+    capture, edit = steps.nth(0).inner_text(), steps.nth(1).inner_text()
+    assert capture.startswith("Step 1: Capture") and "valid signature by a trusted device" in capture and "Test Cam" in capture
+    assert edit.startswith("Step 2: Edit") and "valid signature by a trusted signer (not a device)" in edit
+    for fact in ("Actions", "opened, cropped, color adjustments", "photo-desk", "Software", "photo-desk 2.1"):
+        assert fact in edit, fact
+    assert page.get_attribute("#chain > li:nth-child(2)", "data-kind") == "edit"
+    _shot(page, "edited")
+
+
+def test_generated_image_is_never_authentic(page, env) -> None:
+    cases, root = env
+    case = cases["generated"]
+    _pick(page, case)
+    _check_result(page, case, root)
+    assert page.inner_text("#verdict-headline") == "Declared AI-generated or composite"
+    assert "tone-warn" in page.get_attribute("#verdict", "class")
+    step = page.inner_text("#chain > li")
+    assert "Generated or composited content" in step and "trainedAlgorithmicMedia" in step
+    _shot(page, "synthetic")
 
 
 def test_manipulated_before_signing(page, env) -> None:
@@ -145,7 +174,7 @@ def test_manipulated_before_signing(page, env) -> None:
     _check_result(page, case, root)
     assert "tone-bad" in page.get_attribute("#verdict", "class")
     assert "blurring" in page.inner_text("#because")
-    assert page.inner_text("#forensics-headline") == "Traces of editing"
+    assert page.inner_text("#forensics-headline") == "Traces of manipulation"
     flagged = page.inner_text("#flagged")
     assert "blurring (Gaussian)" in flagged and "% of the image" in flagged
     assert page.locator("#legend li").count() == 1 and "blurring" in page.inner_text("#legend")
@@ -190,7 +219,7 @@ def test_manipulated_share(page, env) -> None:
     case = cases["manipulated_share"]
     _pick(page, case)
     _check_result(page, case, root)
-    assert page.inner_text("#forensics-headline") == "Traces of editing"
+    assert page.inner_text("#forensics-headline") == "Traces of manipulation"
     assert "left" in page.inner_text("#flagged")  # the left half was blurred
     assert "left" in page.get_attribute("#heatmap", "alt")
     page.uncheck("#heat-toggle")
@@ -222,7 +251,7 @@ def test_outside_the_trained_channel_is_marked_not_evidence(browser, env) -> Non
         _pick(page, case)
         assert _wait_answer(page) == "result"
         assert page.get_attribute("#verdict", "data-verdict") == "no_provenance_inconclusive"
-        assert verify(case.data, trust_anchors=root, fan=jpeg_channel_fan()).verdict.value == "no_provenance_inconclusive"
+        assert verify(case.data, **root.kwargs, fan=jpeg_channel_fan()).verdict.value == "no_provenance_inconclusive"
         assert page.is_visible("#evidence-badge") and page.inner_text("#evidence-badge").lower() == "not evidence"
         assert "Inconclusive" in page.inner_text("#forensics-headline")
         assert "not evidence" in page.get_attribute("#heatmap", "alt") and "not evidence" in page.inner_text("#flagged-title")

@@ -250,11 +250,11 @@ def _forensics(fa: Mapping[str, Any], regions: Sequence[str]) -> dict[str, Any]:
                 "note": f"This file's encoding ({fa['out_of_channel']}) lies outside the channel the forensic network "
                         "was trained behind. The map below shows what the network computed; it does not show edits."}
     if fa.get("traces") == "manipulated":
-        what = ", ".join(f"{d['words']} in {d['share']:.0%} of the image" for d in shares[:2]) or "traces of editing"
+        what = ", ".join(f"{d['words']} in {d['share']:.0%} of the image" for d in shares[:2]) or "traces of manipulation"
         where = f" Most affected: {', '.join(regions)}." if regions else ""
-        return {**base, "status": "evidence", "headline": "Traces of editing",
+        return {**base, "status": "evidence", "headline": "Traces of manipulation",
                 "note": f"The network finds {what}.{where}"}
-    return {**base, "status": "evidence", "headline": "No traces of editing",
+    return {**base, "status": "evidence", "headline": "No traces of manipulation found",
             "note": "The network finds nothing that departs from an unedited capture from this imaging pipeline."}
 
 

@@ -177,7 +177,8 @@ def hostile_uploads(*, flood_pixels: int = 40_000_000, oversize_bytes: int | Non
 
 
 def _signed_jpeg(width: int, height: int) -> tuple[bytes, bytes]:
-    """A signed synthetic ``width`` x ``height`` JPEG (q90) and its test root certificate (PEM)."""
+    """A signed synthetic ``width`` x ``height`` JPEG (q90) and its test root certificate (PEM),
+    a device anchor: the image reads AUTHENTIC."""
     import tempfile
 
     from PIL import Image
@@ -253,15 +254,15 @@ def bench_web(width: int = 4000, height: int = 3000, *, repeats: int = 3, worker
     from rawproof.web.serve import create_app
 
     signed, root = _signed_jpeg(width, height)
-    expected = verify(signed, trust_anchors=root, heatmap=False).verdict.value
+    expected = verify(signed, device_anchors=root, heatmap=False).verdict.value
     inproc = []
     for _ in range(repeats):
         t = time.perf_counter()
-        verify(signed, trust_anchors=root)
+        verify(signed, device_anchors=root)
         inproc.append((time.perf_counter() - t) * 1e3)
     image = f"{width}x{height} jpeg {len(signed)} bytes"
     rows: list[dict[str, Any]] = [{"name": "verify_inprocess", "median_ms": _median(inproc), "image": image}]
-    cfg = WebConfig(pool=PoolConfig(workers=workers, verify_kwargs={"trust_anchors": root}))
+    cfg = WebConfig(pool=PoolConfig(workers=workers, verify_kwargs={"device_anchors": root}))
     with LocalServer(create_app(cfg)) as srv:
         token = page_token(srv.url)
         http, over = [], []

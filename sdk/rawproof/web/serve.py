@@ -61,8 +61,9 @@ def _config(args: argparse.Namespace) -> WebConfig:
     from rawproof.web.app import WebConfig
 
     verify_kwargs: dict[str, Any] = {"max_pixels": args.max_pixels}
-    if args.trust:
-        verify_kwargs["trust_anchors"] = Path(args.trust).read_bytes()
+    for option, kwarg in (("trust_device", "device_anchors"), ("trust", "trust_anchors"), ("trust_tsa", "tsa_anchors")):
+        if getattr(args, option):
+            verify_kwargs[kwarg] = Path(getattr(args, option)).read_bytes()
     if args.fan:
         verify_kwargs["fan"] = args.fan
     pool = PoolConfig(workers=args.workers, timeout_s=args.timeout, memory_bytes=args.memory_mb << 20 if args.memory_mb else None,
@@ -97,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "byte, pixel, time and memory limits and are not kept unless --keep-uploads is given.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--trust", metavar="ROOT_PEM", help="trust anchor certificate(s), PEM")
+    p.add_argument("--trust-device", metavar="ROOT_PEM", help="device trust anchors, PEM: roots whose signers' capture claims count (as rawproof verify)")
+    p.add_argument("--trust", metavar="ROOT_PEM", help="other trusted signers' anchors, PEM (editors, services): believed about edits, not captures")
+    p.add_argument("--trust-tsa", metavar="ROOT_PEM", help="time-stamp authority anchors, PEM")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx or shipped name (default: as rawproof verify)")
     p.add_argument("--workers", type=int, default=PoolConfig.workers, help="analysis worker processes (default 2)")
     p.add_argument("--timeout", type=float, default=PoolConfig.timeout_s, help="seconds one analysis may take (default 120)")
