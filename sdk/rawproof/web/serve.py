@@ -1,4 +1,9 @@
-"""``rawproof serve``: the verify page as one ASGI app on 127.0.0.1."""
+"""``rawproof serve``: the verify page as one ASGI app on 127.0.0.1.
+
+With ``--repo-db`` the same app also serves the manifest repository (the routes of
+``rawproof repo serve``, :func:`rawproof.repo.app.create_app`), and the page recovers
+stripped copies through it; with ``--repo URL`` it recovers through another repository.
+"""
 
 from __future__ import annotations
 
@@ -66,11 +71,22 @@ def _config(args: argparse.Namespace) -> WebConfig:
             verify_kwargs[kwarg] = Path(getattr(args, option)).read_bytes()
     if args.fan:
         verify_kwargs["fan"] = args.fan
+    repository = None
+    if args.repo_db:  # the repository is this very server: the workers ask it over loopback
+        repository = f"http://127.0.0.1:{args.port}" if args.host in ("0.0.0.0", "::") else f"http://{_url_host(args.host)}:{args.port}"
+    elif args.repo:
+        repository = args.repo
+    if repository:
+        verify_kwargs["repo"] = repository
     pool = PoolConfig(workers=args.workers, timeout_s=args.timeout, memory_bytes=args.memory_mb << 20 if args.memory_mb else None,
                       queue_limit=args.queue, verify_kwargs=verify_kwargs)
     hosts = None if args.any_host else tuple(dict.fromkeys(("127.0.0.1", "localhost", "::1", *args.allow_host)))
     return WebConfig(pool=pool, max_bytes=args.max_mb << 20, allowed_hosts=hosts,
-                     keep_dir=Path(args.keep_uploads) if args.keep_uploads else None)
+                     keep_dir=Path(args.keep_uploads) if args.keep_uploads else None, repository=repository)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -82,10 +98,19 @@ def _run(args: argparse.Namespace) -> int:
         cfg = _config(args)
     except OSError as e:
         raise VerificationError(f"cannot read the trust anchors: {e}") from e
-    print(f"rawproof serve: http://{args.host}:{args.port}/ ({cfg.pool.workers} workers, uploads up to "
-          f"{cfg.max_bytes >> 20} MiB; {'keeping uploads in ' + str(cfg.keep_dir) if cfg.keep_dir else 'nothing kept'})")
-    uvicorn.run(create_app(cfg), host=args.host, port=args.port, log_level="warning", limit_concurrency=256,
-                timeout_keep_alive=5)
+    repo = f"; manifest repository {cfg.repository}" if cfg.repository else ""
+    print(f"rawproof serve: http://{_url_host(args.host)}:{args.port}/ ({cfg.pool.workers} workers, uploads up to "
+          f"{cfg.max_bytes >> 20} MiB; {'keeping uploads in ' + str(cfg.keep_dir) if cfg.keep_dir else 'nothing kept'}{repo})",
+          flush=True)
+    run = {"host": args.host, "port": args.port, "log_level": "warning", "limit_concurrency": 256, "timeout_keep_alive": 5}
+    if not args.repo_db:
+        uvicorn.run(create_app(cfg), **run)
+        return 0
+    from rawproof.repo.app import create_app as create_repo_app
+    from rawproof.repo.store import open_store
+
+    with open_store(args.repo_db) as store:
+        uvicorn.run(create_app(cfg, app=create_repo_app(store)), **run)
     return 0
 
 
@@ -110,6 +135,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mb", type=int, default=MAX_UPLOAD_BYTES >> 20, help="largest upload, MiB (default 64)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image, pixels (default: verify's 100 MP)")
     p.add_argument("--keep-uploads", metavar="DIR", help="keep each upload and its report here (default: keep nothing)")
+    repo = p.add_mutually_exclusive_group()
+    repo.add_argument("--repo-db", metavar="DB", help="also serve a manifest repository over this SQLite file or postgresql:// "
+                      "URL (the API of `rawproof repo serve`) in the same app; stripped copies are recovered through it")
+    repo.add_argument("--repo", metavar="URL", help="recover stripped copies through this manifest repository")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer for this Host name (repeatable), e.g. behind a reverse proxy")
     p.add_argument("--any-host", action="store_true", help="answer for any Host header (only behind a proxy that checks it)")
