@@ -327,7 +327,7 @@ def develop(
             (with its JSON), or a :class:`ModelInfo`.
         providers: onnxruntime providers (see :func:`rawproof.runtime.resolve_providers`);
             ``None`` = best available (TensorRT > CUDA > CPU).
-        tile: Core tile side in stack pixels (``None`` = 512, ``0`` = whole frame at once).
+        tile: Core tile side in stack pixels (``None`` = :data:`rawproof.tiling.DEFAULT_TILE`, 1024; ``0`` = whole frame at once).
         threads: Threads for native unpacking and onnxruntime; ``None`` = all cores.
         signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``).
         capture: Base capture assertion (e.g. with ``capture_time`` or ``fan``); its
@@ -497,7 +497,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", help="output .jpg/.jpeg/.png (default: FILE with .jpg)")
     p.add_argument("--model", help="NIP name or .onnx path (default: the shipped default NIP)")
     p.add_argument("--providers", help="comma-separated onnxruntime providers, e.g. cuda,cpu (default: best available)")
-    p.add_argument("--tile", type=int, default=None, help="core tile side in stack pixels (default 512; 0 = whole frame)")
+    p.add_argument("--tile", type=int, default=None, help="core tile side in stack pixels (default 1024; 0 = whole frame)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..95 (default 95)")
     p.add_argument("--subsampling", default="420", choices=["444", "422", "420"], help="JPEG chroma subsampling (default 420)")
