@@ -2,7 +2,14 @@
 
 Each subcommand lives in the module that does the work; that module exposes
 ``register(subparsers)`` which adds its parser and sets ``func``. Exit codes: 0 success,
-2 usage error (argparse), 3 a rawproof error; ``verify`` documents its own verdict codes.
+2 usage error (argparse), 3 any failure; ``verify`` documents its own verdict codes (and
+takes 3 for usage errors, since its 2 means "no provenance").
+
+A failure prints one line to stderr and exits 3: ``rawproof COMMAND: error: MESSAGE`` for a
+:class:`RawproofError` or one of the documented built-ins (``ValueError`` for an invalid
+option, ``OSError`` for a path that cannot be read or written, ``TypeError``), and
+``rawproof COMMAND: unexpected error (TYPE): MESSAGE`` for anything else (a bug to
+report). ``--debug`` (before or after the command) adds the traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from rawproof._version import __version__
 from rawproof.errors import RawproofError
@@ -26,10 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rawproof {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument("--debug", action="store_true", help="on a failure, print the Python traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for p in sub.choices.values():
+        # Also accepted after the command; SUPPRESS keeps a flag given before it.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="on a failure, print the traceback")
     return parser
+
+
+def _one_line(e: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(e).split()) or repr(e)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except RawproofError as e:
-        print(f"rawproof {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # every failure exits 3 with one line; --debug shows where it came from
+        if args.debug:
+            traceback.print_exc()
+        expected = isinstance(e, (RawproofError, ValueError, OSError, TypeError))
+        kind = "error" if expected else f"unexpected error ({type(e).__name__})"
+        print(f"rawproof {args.command}: {kind}: {_one_line(e)}", file=sys.stderr)
         return 3
 
 

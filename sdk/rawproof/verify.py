@@ -36,6 +36,7 @@ from rawproof.forensics import (
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
+from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.fingerprint import DeviceMatch, Fingerprint
@@ -496,7 +497,7 @@ def format_report(report: VerifyReport, name: str) -> str:
 
 def _run_cli(args: argparse.Namespace) -> int:
     try:
-        data = Path(args.image).read_bytes()
+        data = read_image_bytes(args.image)
     except OSError as e:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
     report = verify(data, trust_anchors=args.trust, fan=args.fan, stride=args.stride, scale=args.scale,
@@ -509,7 +510,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             heat_note = f"no heatmap written: {report.forensics.reason}"
             print(f"rawproof verify: {heat_note}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"image": str(args.image), **report.to_dict()}, indent=2))
+        print(dumps_strict({"image": str(args.image), **report.to_dict()}, indent=2))
         return report.exit_code
     print(format_report(report, str(args.image)))
     if args.heatmap is not None and heat_note is None:
