@@ -84,25 +84,27 @@ def bayer_dng(width: int, height: int, data: bytes, *, compression: int = 1, til
     return tiff(entries, data)
 
 
-def lossless_jpeg(samples: np.ndarray) -> bytes:
-    """Encode a uint16 H x W array as a lossless JPEG (ITU-T T.81 process 14, SOF3), one
-    component, predictor 1 (left; first column from above), 16-bit precision.
+def lossless_jpeg(samples: np.ndarray, precision: int = 12) -> bytes:
+    """Encode a uint16 H x W array of ``precision``-bit samples as a lossless JPEG (ITU-T T.81
+    process 14, SOF3), one component, predictor 1 (left; first column from above, the first
+    sample from ``2**(precision - 1)``). With at most 15 bits, no difference needs category
+    16, so no modular wrap-around is involved.
 
     The Huffman table gives category k (difference of k bits) the code of k ones and a
     zero (k + 1 bits; the canonical code of one symbol per length 1..16), for k in 0..15.
     """
+    if not 2 <= precision <= 15 or samples.size and int(samples.max()) >> precision:
+        raise ValueError(f"samples must fit {precision} bits, precision in 2..15")
     h, w = samples.shape
     s = samples.astype(np.int64)
     pred = np.empty_like(s)
     pred[:, 1:] = s[:, :-1]
     pred[1:, 0] = s[:-1, 0]
-    pred[0, 0] = 1 << 15
-    diff = ((s - pred + 32768) % 65536) - 32768
+    pred[0, 0] = 1 << (precision - 1)
+    diff = s - pred
     bits: list[str] = []
     for d in diff.reshape(-1).tolist():
         cat = abs(d).bit_length()
-        if cat > 15:
-            raise ValueError("differences of 16 bits are not encodable with this table")
         v = d if d >= 0 else d + (1 << cat) - 1
         bits.append("1" * cat + "0" + (format(v, f"0{cat}b") if cat else ""))
     stream = "".join(bits)
@@ -113,7 +115,7 @@ def lossless_jpeg(samples: np.ndarray) -> bytes:
     counts = bytes([1] * 16)
     symbols = bytes(range(16))
     dht = b"\xff\xc4" + struct.pack(">H", 2 + 1 + 16 + len(symbols)) + b"\x00" + counts + symbols
-    sof = b"\xff\xc3" + struct.pack(">HBHHB", 11, 16, h, w, 1) + b"\x01\x11\x00"
+    sof = b"\xff\xc3" + struct.pack(">HBHHB", 11, precision, h, w, 1) + b"\x01\x11\x00"
     sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00" + b"\x01\x00\x00"
     return b"\xff\xd8" + dht + sof + sos + entropy + b"\xff\xd9"
 
