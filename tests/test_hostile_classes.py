@@ -106,6 +106,7 @@ CASES: dict[str, tuple[str, object]] = {
     # 3. decode-time bomb.
     "progressive_3000_scans_decode": ("from rawproof.imageio import decode_rgb\ndecode_rgb(D + '/scans.jpg')", "ImageFormatError"),
     "progressive_3000_scans_verify": ("from rawproof.verify import verify\nverify(D + '/scans.jpg')", "ImageFormatError"),
+    "progressive_100mp_21_scans": ("from rawproof.imageio import decode_rgb\ndecode_rgb(D + '/scans21.jpg')", "ImageFormatError"),
     "jpeg_100k_segments": ("from rawproof.verify import verify\nverify(D + '/segments.jpg')", "ImageFormatError"),
     # 4. files that are not files.
     "verify_fifo": ("from rawproof.verify import verify\nverify(D + '/fifo')", "ImageFormatError"),
@@ -196,6 +197,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "bomb_tiles.dng").write_bytes(bayer_dng(30000, 30000, tile + bytes(4000 - len(tile)), compression=7, tiled=True))
     (d / "bomb_strip.dng").write_bytes(bayer_dng(30000, 30000, bytes(4000)))
     (d / "scans.jpg").write_bytes(progressive_jpeg_with_scans(10000, 10000, 3000))
+    (d / "scans21.jpg").write_bytes(progressive_jpeg_with_scans(10000, 10000, 21))
     small = io.BytesIO()
     Image.new("RGB", (16, 16)).save(small, "JPEG")
     s = small.getvalue()
@@ -236,6 +238,10 @@ def outcomes(inputs: Path) -> dict[str, dict]:
         if line.startswith("{"):
             found.update(json.loads(line))
     assert found, proc.stderr[-3000:]
+    # The figures docs/hardening.md quotes: `pytest tests/test_hostile_classes.py -k hostile_case -s`.
+    for name, out in sorted(found.items()):
+        what = out.get("error") or json.dumps(out.get("result"))
+        print(f"{name:32s} {out['seconds'] * 1e3:9.1f} ms {out['peak_growth_mb']:7.1f} MB  {what}")
     return found
 
 
@@ -289,6 +295,18 @@ def test_walk_dialects_differ_where_the_readers_do(inputs: Path) -> None:
     stray = insert_before_marker((inputs / "signed.jpg").read_bytes(), 0xEB, b"\x00\x00\x00")
     seg = next(s for s in jpeg_segments(stray, "c2pa") if s.marker == 0xEB)
     assert seg.skipped == 3
+
+
+def test_real_progressive_jpegs_still_decode() -> None:
+    """No false refusal: Pillow's progressive files (10 scans colour, 6 grey) decode to what Pillow gives."""
+    from rawproof.imageio import decode_rgb
+
+    rgb = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    for im in (Image.fromarray(rgb), Image.fromarray(rgb[..., 0])):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", progressive=True, quality=85)
+        ref = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        assert np.array_equal(decode_rgb(buf.getvalue()).rgb, ref)
 
 
 # ----------------------------------------------------------------------------- class 6: truncated RAW

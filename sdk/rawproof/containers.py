@@ -28,12 +28,14 @@ counts what bounds decoding cost (segments and scans).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["Segment", "JpegStructure", "jpeg_segments", "jpeg_structure"]
 
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
 
 # The next marker inside entropy-coded data: FF (FF fill)* then a byte that is neither a
 # stuffed zero nor a restart marker.
@@ -125,10 +127,13 @@ class JpegStructure:
     Attributes:
         segments: Marker segments before EOI, excluding RSTn inside entropy data.
         scans: SOS segments (1 for a baseline file; one per scan of a progressive file).
+        width, height: From the first frame header (SOFn), pixels; 0 when there is none.
     """
 
     segments: int
     scans: int
+    width: int = 0
+    height: int = 0
 
 
 def jpeg_structure(data: bytes, *, max_segments: int | None = None) -> JpegStructure:
@@ -140,10 +145,12 @@ def jpeg_structure(data: bytes, *, max_segments: int | None = None) -> JpegStruc
             reports ``max_segments + 1``), so a file of millions of empty markers costs
             no more than the bound.
     """
-    segments = scans = 0
+    segments = scans = width = height = 0
     for seg in jpeg_segments(data, "libjpeg"):
         segments += 1
         scans += seg.marker == _SOS
+        if seg.marker in _SOF and not width and seg.end - seg.start >= 5:
+            height, width = struct.unpack(">HH", data[seg.start + 1 : seg.start + 5])
         if max_segments is not None and segments > max_segments:
             break
-    return JpegStructure(segments=segments, scans=scans)
+    return JpegStructure(segments=segments, scans=scans, width=width, height=height)

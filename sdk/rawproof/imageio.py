@@ -21,10 +21,10 @@
   (float) and other modes raise :class:`~rawproof.errors.ImageFormatError`.
 - JPEG structure: before Pillow sees a JPEG, its segments are walked the way libjpeg
   walks them (:mod:`rawproof.containers`); more than :data:`MAX_JPEG_SCANS` scans or
-  :data:`MAX_JPEG_SEGMENTS` segments is refused. Decoding a progressive JPEG costs one
-  pass over the whole coefficient buffer per scan (~28 ms per scan at 100 MP here), so
-  3000 empty scans in a 30 kB file meant minutes of decoding; the bound caps decode time
-  at about ``MAX_JPEG_SCANS`` passes over ``max_pixels``.
+  :data:`MAX_JPEG_SEGMENTS` segments is refused, and so are more scans x declared pixels
+  than :data:`MAX_JPEG_SCAN_PIXELS`. Decoding a progressive JPEG costs one pass over the
+  whole frame per scan, so 3000 empty scans over 100 MP in a 30 kB file decoded for
+  123 s; the bounds cap the scan work at 20 passes over 100 MP.
 - Animated images (GIF, APNG, animated WebP): the first frame is analysed;
   ``DecodedImage.frames`` gives the frame count.
 - JPEG files: ``DecodedImage.jpeg_quality`` is the IJG quality whose scaled Annex K
@@ -53,7 +53,7 @@ from rawproof.errors import ImageFormatError
 from rawproof.untrusted import NotRegularFileError, read_regular
 
 __all__ = [
-    "MAX_PIXELS", "MAX_FILE_BYTES", "MAX_JPEG_SCANS", "MAX_JPEG_SEGMENTS", "ImageSource", "DecodedImage",
+    "MAX_PIXELS", "MAX_FILE_BYTES", "MAX_JPEG_SCANS", "MAX_JPEG_SCAN_PIXELS", "MAX_JPEG_SEGMENTS", "ImageSource", "DecodedImage",
     "read_image_bytes", "check_jpeg_structure", "decode_rgb", "ijg_quality",
 ]
 
@@ -67,6 +67,11 @@ MAX_FILE_BYTES = 256 << 20
 MAX_JPEG_SCANS = 100
 """Most scans accepted in one JPEG. Baseline files have 1; libjpeg's progressive script
 writes 10 (6 for greyscale), optimised scripts (mozjpeg) up to ~20."""
+
+MAX_JPEG_SCAN_PIXELS = 2_000_000_000
+"""Most scans x declared pixels accepted in one JPEG: each scan of a progressive file is a
+pass over the whole frame (measured ~30-60 ms per scan at 100 MP on the 2-core development
+machine), so this caps the scan work at 20 passes over 100 MP, 100 over 20 MP."""
 
 MAX_JPEG_SEGMENTS = 4096
 """Most marker segments accepted in one JPEG (ICC profiles split in up to 255 APP2
@@ -148,8 +153,8 @@ def check_jpeg_structure(data: bytes) -> None:
     """Refuse a JPEG whose segment or scan count would make decoding costly (no-op for other formats).
 
     Raises:
-        ImageFormatError: more than :data:`MAX_JPEG_SEGMENTS` segments or
-            :data:`MAX_JPEG_SCANS` scans.
+        ImageFormatError: more than :data:`MAX_JPEG_SEGMENTS` segments,
+            :data:`MAX_JPEG_SCANS` scans, or :data:`MAX_JPEG_SCAN_PIXELS` scans x pixels.
     """
     if not data.startswith(b"\xff\xd8"):
         return
@@ -158,6 +163,11 @@ def check_jpeg_structure(data: bytes) -> None:
         raise ImageFormatError(f"JPEG has more than {MAX_JPEG_SEGMENTS} marker segments")
     if st.scans > MAX_JPEG_SCANS:
         raise ImageFormatError(f"JPEG has {st.scans} scans, above the bound of {MAX_JPEG_SCANS} (decode-time bomb guard)")
+    if st.scans * st.width * st.height > MAX_JPEG_SCAN_PIXELS:
+        raise ImageFormatError(
+            f"JPEG has {st.scans} scans over {st.width}x{st.height} pixels, above the bound of "
+            f"{MAX_JPEG_SCAN_PIXELS} scan-pixels (decode-time bomb guard)"
+        )
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
