@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -10,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rawproof.untrusted import NotRegularFileError, dumps_strict, finite_json, loads_strict, read_json_file, read_regular
+from rawproof.untrusted import (
+    NotRegularFileError, dumps_strict, finite_json, loads_strict, read_json_file, read_regular, read_stream,
+)
 
 
 class TestReadRegular:
@@ -49,6 +52,37 @@ class TestReadRegular:
     def test_missing_file_is_file_not_found(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError):
             read_regular(tmp_path / "nope", 10)
+
+
+class TestReadStream:
+    def test_reads_to_the_end_in_chunks(self) -> None:
+        data = bytes(range(256)) * 1000
+        assert read_stream(io.BytesIO(data), len(data), chunk=999) == data
+
+    def test_more_than_the_cap_is_refused(self) -> None:
+        with pytest.raises(NotRegularFileError, match="more than the 99-byte limit"):
+            read_stream(io.BytesIO(b"x" * 100), 99, chunk=7)
+
+    def test_text_mode_is_a_type_error(self) -> None:
+        with pytest.raises(TypeError, match="binary mode"):
+            read_stream(io.StringIO("abc"), 10)
+
+    def test_a_big_cap_does_not_reserve_memory(self, tmp_path: Path) -> None:
+        """A read of n bytes reserves n bytes; the readers ask for what the file holds, not the cap."""
+        import resource
+
+        p = tmp_path / "small"
+        p.write_bytes(b"abc")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), hard))
+        try:
+            assert read_regular(p, 8 << 30) == b"abc"
+            with open(p, "rb") as f:
+                assert read_stream(f, 8 << 30) == b"abc"
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class TestStrictJson:

@@ -50,7 +50,7 @@ from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
 
 from rawproof.containers import jpeg_structure
 from rawproof.errors import ImageFormatError
-from rawproof.untrusted import NotRegularFileError, read_regular
+from rawproof.untrusted import NotRegularFileError, read_regular, read_stream
 
 __all__ = [
     "MAX_PIXELS", "MAX_FILE_BYTES", "MAX_JPEG_SCANS", "MAX_JPEG_SCAN_PIXELS", "MAX_JPEG_SEGMENTS", "ImageSource", "DecodedImage",
@@ -140,12 +140,10 @@ def read_image_bytes(image: ImageSource, *, max_bytes: int = MAX_FILE_BYTES) -> 
         except NotRegularFileError as e:
             raise ImageFormatError(str(e)) from e
     if hasattr(image, "read"):
-        data = image.read(max_bytes + 1)
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"the file object must be opened in binary mode, read() gave {type(data).__name__}")
-        if len(data) > max_bytes:
-            raise ImageFormatError(f"the image stream is longer than the {max_bytes}-byte limit")
-        return bytes(data)
+        try:
+            return read_stream(image, max_bytes)
+        except NotRegularFileError as e:
+            raise ImageFormatError(str(e)) from e
     raise TypeError(f"image must be bytes, a path or a binary file object, got {type(image).__name__}")
 
 

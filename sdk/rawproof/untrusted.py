@@ -4,8 +4,8 @@ Every reader of a user-named file (images to verify, RAW files, trust anchors, m
 metadata, fingerprints) goes through :func:`read_regular`: a FIFO, a character device such
 as ``/dev/zero``, a socket or a directory is refused before a single byte is read (a
 FIFO is opened non-blocking, so opening it does not wait for a writer), and a file larger
-than the caller's cap is refused from its ``st_size`` before it is read. The read itself
-stops one byte past the cap, so a file that grows while it is read is refused too.
+than the caller's cap is refused from its ``st_size`` before it is read; a file that grows
+while it is read is refused too. :func:`read_stream` does the same for file objects.
 
 JSON from files (model metadata, fingerprint metadata) is parsed by :func:`loads_strict`:
 ``NaN``/``Infinity`` literals and numbers that overflow a float (``1e400``) are refused,
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NotRegularFileError", "read_regular", "read_json_file", "loads_strict", "finite_json", "dumps_strict"]
+__all__ = ["NotRegularFileError", "read_regular", "read_stream", "read_json_file", "loads_strict", "finite_json", "dumps_strict"]
 
 
 class NotRegularFileError(OSError):
@@ -42,7 +42,8 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
 
     Raises:
         NotRegularFileError: a FIFO, device, socket or directory, or a file larger than
-            ``max_bytes`` (from ``fstat`` before reading, and again while reading).
+            ``max_bytes`` (from ``fstat`` before reading), or a file that grows while it
+            is read.
         OSError: the path cannot be opened (missing, permissions).
     """
     fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -57,13 +58,38 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
             raise NotRegularFileError(f"{path}: {st.st_size} bytes, above the {max_bytes}-byte limit")
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read(max_bytes + 1)
+            # st_size + 1, not max_bytes + 1: a read of n bytes reserves n bytes up front.
+            data = f.read(st.st_size + 1)
     finally:
         if fd >= 0:
             os.close(fd)
-    if len(data) > max_bytes:
-        raise NotRegularFileError(f"{path}: grew past the {max_bytes}-byte limit while being read")
+    if len(data) > st.st_size:
+        raise NotRegularFileError(f"{path}: grew while being read")
     return data
+
+
+def read_stream(stream: Any, max_bytes: int, chunk: int = 1 << 20) -> bytes:
+    """Read a binary file object to its end, refusing more than ``max_bytes``.
+
+    Read in ``chunk``-byte pieces, so memory follows what the stream holds rather than
+    the cap.
+
+    Raises:
+        NotRegularFileError: the stream holds more than ``max_bytes``.
+        TypeError: ``read()`` does not return bytes (a text-mode file object).
+    """
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        piece = stream.read(min(chunk, max_bytes + 1 - total))
+        if not isinstance(piece, (bytes, bytearray)):
+            raise TypeError(f"the file object must be opened in binary mode, read() gave {type(piece).__name__}")
+        if not piece:
+            return b"".join(parts)
+        parts.append(bytes(piece))
+        total += len(piece)
+        if total > max_bytes:
+            raise NotRegularFileError(f"the stream holds more than the {max_bytes}-byte limit")
 
 
 def _no_constant(name: str) -> float:
