@@ -107,6 +107,7 @@ CASES: dict[str, tuple[str, object]] = {
     "progressive_3000_scans_decode": ("from rawproof.imageio import decode_rgb\ndecode_rgb(D + '/scans.jpg')", "ImageFormatError"),
     "progressive_3000_scans_verify": ("from rawproof.verify import verify\nverify(D + '/scans.jpg')", "ImageFormatError"),
     "progressive_100mp_21_scans": ("from rawproof.imageio import decode_rgb\ndecode_rgb(D + '/scans21.jpg')", "ImageFormatError"),
+    "gif_1m_frames": ("from rawproof.imageio import decode_rgb\ndecode_rgb(D + '/frames.gif')", "ImageFormatError"),
     "jpeg_100k_segments": ("from rawproof.verify import verify\nverify(D + '/segments.jpg')", "ImageFormatError"),
     # 4. files that are not files.
     "verify_fifo": ("from rawproof.verify import verify\nverify(D + '/fifo')", "ImageFormatError"),
@@ -202,6 +203,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.new("RGB", (16, 16)).save(small, "JPEG")
     s = small.getvalue()
     (d / "segments.jpg").write_bytes(s[:2] + b"\xff\xfe\x00\x02" * 100_000 + s[2:])
+    gif = io.BytesIO()
+    Image.new("P", (1, 1)).save(gif, "GIF")
+    g = gif.getvalue()
+    frame = g[g.index(b"\x2c") : -1]  # image descriptor and data, without the trailer
+    (d / "frames.gif").write_bytes(g[: g.index(b"\x2c")] + frame * 1_000_000 + b"\x3b")
     os.mkfifo(d / "fifo")
     with open(d / "sparse.jpg", "wb") as f:
         f.write(b"\xff\xd8\xff")
@@ -295,6 +301,15 @@ def test_walk_dialects_differ_where_the_readers_do(inputs: Path) -> None:
     stray = insert_before_marker((inputs / "signed.jpg").read_bytes(), 0xEB, b"\x00\x00\x00")
     seg = next(s for s in jpeg_segments(stray, "c2pa") if s.marker == 0xEB)
     assert seg.skipped == 3
+
+
+def test_animated_gif_frames_are_still_counted() -> None:
+    from rawproof.imageio import decode_rgb
+
+    frames = [Image.new("RGB", (8, 8), (40 * k, 0, 0)) for k in range(5)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert decode_rgb(buf.getvalue()).frames == Image.open(io.BytesIO(buf.getvalue())).n_frames == 5
 
 
 def test_real_progressive_jpegs_still_decode() -> None:
