@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import enum
 import io
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.raw import CFA, PixelFormat, RawFrame
 from rawproof.runtime import get_session
 from rawproof.tiling import run_nip
+from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.provenance import CaptureInfo, ModelRef, Signer
@@ -475,7 +475,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     out = res.save(args.out, quality=args.quality)
     write_ms = (time.perf_counter() - t) * 1e3
     if args.json:
-        print(json.dumps({
+        print(dumps_strict({
             "input": str(args.file), "output": str(out), "width": res.width, "height": res.height,
             "model": {"name": res.model_name, "sha256": res.model_sha256}, "provider": res.provider,
             "raw_sha256": res.raw_sha256, "tiles": res.tiles, "signed": res.signed is not None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rawproof.errors import ModelError
+from rawproof.untrusted import read_json_file
 
 __all__ = [
     "ModelKind",
@@ -40,6 +41,15 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "name", "kind", "architecture", "input_layout", "trained_on", "config", "git_commit", "metrics",
 )
 """Keys every model's metadata must have (plus ``classes`` for a FAN, ``receptive_field`` for a NIP)."""
+
+MAX_SIZE_MULTIPLE = 256
+"""Largest ``size_multiple`` accepted (a 8-level UNet needs 256); tiles are padded to it."""
+
+MAX_RECEPTIVE_FIELD = 4096
+"""Largest NIP ``receptive_field`` accepted, output pixels; tiling adds it as a margin."""
+
+MAX_METADATA_BYTES = 16 << 20
+"""Largest metadata JSON read, bytes."""
 
 
 class ModelKind(str, enum.Enum):
@@ -141,8 +151,11 @@ def load_model_info(path: str | Path) -> ModelInfo:
     opens the model.
 
     Raises:
-        ModelError: the ``.onnx`` or its JSON is missing, the JSON is malformed, a key
-            is missing, or ``kind``/``receptive_field``/``classes`` are invalid.
+        ModelError: the ``.onnx`` or its JSON is missing, the JSON is malformed (including
+            ``NaN``/``Infinity``, numbers overflowing a float, and nesting too deep to
+            parse; :func:`rawproof.untrusted.loads_strict`), not a regular file or above
+            16 MiB, a key is missing, or ``kind``/``receptive_field``/``classes``/``size_multiple``
+            are invalid or out of range.
     """
     onnx_path = Path(path)
     if onnx_path.suffix != ".onnx":
@@ -151,10 +164,10 @@ def load_model_info(path: str | Path) -> ModelInfo:
         raise ModelError("model file not found", path=onnx_path)
     json_path = onnx_path.with_suffix(".json")
     try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        meta = read_json_file(json_path, MAX_METADATA_BYTES)
     except FileNotFoundError:
         raise ModelError(f"metadata file {json_path.name} not found beside the model", path=onnx_path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise ModelError(f"unreadable metadata {json_path.name}: {e}", path=onnx_path) from e
     if not isinstance(meta, dict):
         raise ModelError(f"{json_path.name} must hold a JSON object", path=onnx_path)
@@ -176,16 +189,16 @@ def load_model_info(path: str | Path) -> ModelInfo:
     classes: tuple[str, ...] = ()
     if kind is ModelKind.NIP:
         rf = meta["receptive_field"]
-        if not isinstance(rf, int) or isinstance(rf, bool) or rf < 1:
-            raise ModelError(f"receptive_field must be a positive int, got {rf!r}", path=onnx_path)
+        if not isinstance(rf, int) or isinstance(rf, bool) or not 1 <= rf <= MAX_RECEPTIVE_FIELD:
+            raise ModelError(f"receptive_field must be an int in 1..{MAX_RECEPTIVE_FIELD}, got {rf!r}", path=onnx_path)
     else:
         cl = meta["classes"]
         if not isinstance(cl, list) or not cl or not all(isinstance(c, str) for c in cl):
             raise ModelError(f"classes must be a non-empty list of names, got {cl!r}", path=onnx_path)
         classes = tuple(cl)
     sm = meta.get("size_multiple", 1)
-    if not isinstance(sm, int) or isinstance(sm, bool) or sm < 1:
-        raise ModelError(f"size_multiple must be a positive int, got {sm!r}", path=onnx_path)
+    if not isinstance(sm, int) or isinstance(sm, bool) or not 1 <= sm <= MAX_SIZE_MULTIPLE:
+        raise ModelError(f"size_multiple must be an int in 1..{MAX_SIZE_MULTIPLE}, got {sm!r}", path=onnx_path)
     return ModelInfo(
         path=onnx_path.resolve(),
         name=str(meta["name"]),

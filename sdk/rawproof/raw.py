@@ -12,6 +12,7 @@ Other containers (PGM, 16-bit PNG, entries of the data manifest) are read by
 from __future__ import annotations
 
 import enum
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -33,12 +34,19 @@ __all__ = [
     "plausible_wb",
     "XYZ_FROM_SRGB",
     "MAX_PIXELS",
+    "MAX_RAW_FILE_BYTES",
 ]
 
 _log = logging.getLogger(__name__)
 
 MAX_PIXELS = 1 << 28
 """Largest mosaic (width x height, 268 MP) a constructor accepts; checked before allocating."""
+
+MAX_RAW_FILE_BYTES = 1 << 30
+"""Largest camera RAW file :meth:`RawFrame.from_file` reads (bytes, 1 GiB)."""
+
+_PAD = np.random.default_rng(0x5EED).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+"""64 KiB of fixed pseudo-random bytes appended for :meth:`RawFrame.from_file`'s truncation test."""
 
 XYZ_FROM_SRGB = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
@@ -377,19 +385,49 @@ class RawFrame:
         * camera: ``"Make Model"`` from the TIFF IFD0 or CIFF header
           (:func:`rawproof.rawio.read_camera_name`), ``""`` if neither.
 
+        Checks, each before the frame exists (so a broken file never develops or signs):
+
+        * the path is a regular file of at most :data:`MAX_RAW_FILE_BYTES` (a FIFO or
+          ``/dev/zero`` is refused before reading);
+        * the size the header declares (``raw_width x raw_height``) is at most
+          :data:`MAX_PIXELS` and fits the file at 1 bit per pixel, checked before LibRaw
+          unpacks, i.e. before it allocates the raw buffer (a 4 kB DNG declaring
+          30000 x 30000 lossless-JPEG tiles used to cost 3 GB);
+        * the decode does not depend on bytes past the end of the file
+          (:func:`_check_complete`): LibRaw's decoders read past EOF without an error in
+          many formats (a truncated Kodak KDC developed with most rows filler), and rawpy
+          does not expose LibRaw's data-error counter.
+
         Raises:
-            RawFormatError: missing file, a format LibRaw cannot decode, a truncated
-                file, or a non-Bayer sensor (X-Trans, Foveon, CMYG).
+            RawFormatError: missing or non-regular file, a format LibRaw cannot decode, a
+                declared size above the limit or beyond the data, a truncated file, or a
+                non-Bayer sensor (X-Trans, Foveon, CMYG).
         """
         import rawpy
 
         from rawproof.rawio import read_camera_name, read_capture_time
+        from rawproof.untrusted import NotRegularFileError, read_regular
 
         p = Path(path)
-        if not p.is_file():
-            raise RawFormatError("no such file", path=p)
         try:
-            with rawpy.imread(str(p)) as raw:
+            data = read_regular(p, MAX_RAW_FILE_BYTES)
+        except FileNotFoundError:
+            raise RawFormatError("no such file", path=p) from None
+        except NotRegularFileError as e:
+            raise RawFormatError(str(e)) from e
+        except OSError as e:
+            raise RawFormatError(f"cannot read: {e}", path=p) from e
+        try:
+            with rawpy.imread(io.BytesIO(data)) as raw:
+                sz = raw.sizes  # from the header: LibRaw has not unpacked (allocated) anything yet
+                declared = int(sz.raw_width) * int(sz.raw_height)
+                if declared > MAX_PIXELS:
+                    raise RawFormatError(
+                        f"header declares {sz.raw_width}x{sz.raw_height}, above the {MAX_PIXELS}-pixel limit", path=p)
+                if declared > 8 * len(data):
+                    raise RawFormatError(
+                        f"header declares {sz.raw_width}x{sz.raw_height} pixels, more than the file's {len(data)} "
+                        "bytes can hold at 1 bit per pixel (truncated or forged)", path=p)
                 visible = raw.raw_image_visible
                 if visible is None or visible.ndim != 2:
                     raise RawFormatError("not a single-plane Bayer RAW (LibRaw gives no raw mosaic)", path=p)
@@ -409,6 +447,7 @@ class RawFrame:
             raise
         except (rawpy.LibRawError, OSError, ValueError) as e:
             raise RawFormatError(f"LibRaw cannot read this file: {type(e).__name__}: {e}", path=p) from e
+        _check_complete(data, mosaic, p)
         if period != (2, 2):
             raise RawFormatError(f"not a 2x2 Bayer sensor (CFA period {period})", path=p)
         letters = "".join(desc[int(c)] if int(c) < len(desc) else "?" for c in colors.reshape(-1))
@@ -440,6 +479,37 @@ class RawFrame:
         from rawproof.rawio import read_manifest_entry
 
         return read_manifest_entry(entry, root)
+
+
+def _check_complete(data: bytes, mosaic: np.ndarray, path: Path) -> None:
+    """Refuse a RAW file whose decode reads past its end (a truncated file).
+
+    The file is decoded a second time with :data:`_PAD` (64 KiB of pseudo-random bytes)
+    appended. A complete file's decoders consume only bytes that are in it, so the mosaic
+    is bit-identical; a truncated file's decoder runs into the padding and the mosaic
+    changes, or LibRaw fails on the padding (corrupt data). Formats whose directory is
+    found from the end of the file (Canon CRW) do not identify with the padding at all;
+    for them a truncation already destroys the directory, and the first decode failed.
+
+    Raises:
+        RawFormatError: the decode depends on bytes past the end of the file.
+    """
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data + _PAD)) as raw:
+            sz = raw.sizes
+            if int(sz.raw_width) * int(sz.raw_height) > MAX_PIXELS:
+                return  # identified differently with the padding: an end-anchored format
+            padded = raw.raw_image_visible
+            same = padded is not None and np.array_equal(padded[: mosaic.shape[0], : mosaic.shape[1]], mosaic)
+    except (rawpy.LibRawFileUnsupportedError, rawpy.LibRawTooBigError):
+        return  # not identified with the padding: an end-anchored format (see above)
+    except (rawpy.LibRawError, OSError, ValueError):
+        same = False  # the decoder read into the padding and failed on it
+    if not same:
+        raise RawFormatError(
+            "truncated: decoding reads past the end of the file (the pixel data is incomplete)", path=path)
 
 
 def _four_levels(black: Any) -> np.ndarray:

@@ -16,6 +16,7 @@ Containers (the ``container`` field of the data manifest):
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -28,6 +29,7 @@ import numpy as np
 
 from rawproof.errors import RawFormatError
 from rawproof.raw import MAX_PIXELS, CFA, RawFrame
+from rawproof.untrusted import NotRegularFileError, read_regular
 
 __all__ = [
     "CONTAINERS",
@@ -43,6 +45,14 @@ CONTAINERS = ("dng", "u16le", "u8", "pgm16be", "png16")
 """Container names :func:`read_manifest_entry` understands."""
 
 _PGM_HEADER = re.compile(rb"\AP5(?:\s+|#[^\n]*\n)*?(\d+)(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)\s")
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes (at most ``max_bytes``); RawFormatError for a FIFO, device or bigger file."""
+    try:
+        return read_regular(path, max_bytes)
+    except NotRegularFileError as e:
+        raise RawFormatError(str(e)) from e
 
 
 def _check_dims(width: int, height: int, path: Path) -> None:
@@ -62,18 +72,16 @@ def read_pgm(path: str | os.PathLike[str]) -> np.ndarray:
             pixels), or a truncated/overlong pixel block.
     """
     p = Path(path)
-    with open(p, "rb") as f:
-        head = f.read(512)
-        m = _PGM_HEADER.match(head)
-        if m is None:
-            raise RawFormatError("not a binary PGM (P5) file", path=p)
-        width, height, maxval = (int(g) for g in m.groups())
-        _check_dims(width, height, p)
-        if not 0 < maxval < 65536:
-            raise RawFormatError(f"PGM maxval {maxval} out of range", path=p)
-        itemsize = 2 if maxval > 255 else 1
-        f.seek(m.end())
-        data = f.read(width * height * itemsize + 1)
+    raw = _read_file(p, 512 + 2 * MAX_PIXELS)
+    m = _PGM_HEADER.match(raw[:512])
+    if m is None:
+        raise RawFormatError("not a binary PGM (P5) file", path=p)
+    width, height, maxval = (int(g) for g in m.groups())
+    _check_dims(width, height, p)
+    if not 0 < maxval < 65536:
+        raise RawFormatError(f"PGM maxval {maxval} out of range", path=p)
+    itemsize = 2 if maxval > 255 else 1
+    data = raw[m.end():]
     if len(data) != width * height * itemsize:
         raise RawFormatError(
             f"PGM pixel block is {len(data)} bytes, expected {width * height * itemsize} for {width}x{height}", path=p
@@ -95,7 +103,7 @@ def read_png16(path: str | os.PathLike[str]) -> np.ndarray:
 
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with Image.open(io.BytesIO(_read_file(p, 2 * MAX_PIXELS))) as im:
             if im.format != "PNG":
                 raise RawFormatError(f"not a PNG file ({im.format})", path=p)
             _check_dims(im.width, im.height, p)
@@ -161,8 +169,7 @@ def read_manifest_entry(entry: Mapping[str, Any], root: str | os.PathLike[str], 
     black = 0.0 if entry.get("black") is None else float(entry["black"])
     white = float(entry["white"])
     if container in ("u16le", "u8"):
-        with open(path, "rb") as f:
-            data = f.read(width * height * (2 if container == "u16le" else 1) + 1)
+        data = _read_file(path, width * height * (2 if container == "u16le" else 1))
         try:
             return RawFrame.from_buffer(data, width, height, container, entry["cfa"], black, white, **kwargs)
         except RawFormatError as e:

@@ -38,6 +38,7 @@ from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.provenance import (
     SYNTHETIC_SOURCE_TYPES, ManifestStep, PemSource, ProvenanceReport, ProvenanceState, TrustState, check_provenance,
 )
+from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.fingerprint import DeviceMatch, Fingerprint
@@ -585,7 +586,7 @@ def format_report(report: VerifyReport, name: str) -> str:
 
 def _run_cli(args: argparse.Namespace) -> int:
     try:
-        data = Path(args.image).read_bytes()
+        data = read_image_bytes(args.image)
     except OSError as e:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
     report = verify(data, device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan, stride=args.stride, scale=args.scale,
@@ -598,7 +599,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             heat_note = f"no heatmap written: {report.forensics.reason}"
             print(f"rawproof verify: {heat_note}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"image": str(args.image), **report.to_dict()}, indent=2))
+        print(dumps_strict({"image": str(args.image), **report.to_dict()}, indent=2))
         return report.exit_code
     print(format_report(report, str(args.image)))
     if args.heatmap is not None and heat_note is None:
