@@ -63,6 +63,8 @@ __all__ = [
     "build_module",
     "export_model",
     "export_checkpoint",
+    "input_layout",
+    "write_model_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,15 @@ FP16_TOLERANCE = 2e-2
 """Max abs difference allowed for the fp16 variant (sanity bound; the measured value is recorded)."""
 DEFAULT_OPSET = 18
 
-_INPUT_LAYOUT = {
-    ModelKind.NIP: "rggb: float32 N x 4 x h x w, channels (R, Gr, Gb, B), black-subtracted, "
-                   "white-normalised, white-balanced, linear [0,1]; rgb: float32 N x 3 x 2h x 2w sRGB nominal [0,1]",
-    ModelKind.FAN: "rgb: float32 N x 3 x H x W (128 x 128 patches), sRGB [0,1]; logits: float32 N x C",
-}
+
+
+def input_layout(kind: ModelKind, patch_size: int | None = None) -> str:
+    """The ``input_layout`` metadata text of the DESIGN.md contract (a FAN's names its patch size)."""
+    if kind is ModelKind.NIP:
+        return ("rggb: float32 N x 4 x h x w, channels (R, Gr, Gb, B), black-subtracted, white-normalised, white-balanced, "
+                "colour-corrected to linear sRGB primaries per 2x2 quad, [0,1]; rgb: float32 N x 3 x 2h x 2w sRGB nominal [0,1]")
+    size = f"{patch_size} x {patch_size}" if patch_size else "128 x 128"
+    return f"rgb: float32 N x 3 x H x W ({size} patches), sRGB [0,1]; logits: float32 N x C"
 
 
 class ExportError(RuntimeError):
@@ -252,7 +258,7 @@ def _torch_export(module: torch.nn.Module, kind: ModelKind, opset: int, exporter
     raise ExportError("ONNX export failed:\n" + "\n".join(errors))
 
 
-def _write(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> str:
+def write_model_file(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> str:
     """Set metadata_props, check, save the ONNX and the sibling JSON; return the file's sha256."""
     del model.metadata_props[:]
     for k, v in encode_metadata(metadata).items():
@@ -331,7 +337,7 @@ def export_model(
         "git_commit": _git_commit(),
         **{k: v for k, v in metadata.items() if k != "sha256"},
         "kind": kind.value,
-        "input_layout": _INPUT_LAYOUT[kind],
+        "input_layout": input_layout(kind, metadata.get("patch_size")),
     }
     if kind is ModelKind.NIP:
         rf = meta.get("receptive_field", getattr(module, "receptive_field", None))
@@ -359,13 +365,13 @@ def export_model(
     try:
         # Pass 1 measures parity; pass 2 records it in the metadata and re-checks the final file.
         written.append(out)
-        _write(model, out, meta)
+        write_model_file(model, out, meta)
         cases = _verify(module, out, parity_sizes, seed)
         worst = max(c.max_abs_diff for c in cases)
         if not worst <= tolerance:
             raise ExportError(f"parity failed: max abs diff {worst:.3g} > {tolerance:g} ({cases})")
         meta["parity_max_abs_diff"] = worst
-        sha = _write(model, out, meta)
+        sha = write_model_file(model, out, meta)
         cases = _verify(module, out, parity_sizes, seed)
         fp16_path = fp16_err = None
         if fp16:
@@ -376,12 +382,12 @@ def export_model(
             meta16 = {**meta, "name": f"{meta['name']}_fp16", "precision": "fp16", "parity_tolerance": FP16_TOLERANCE}
             meta16.pop("default", None)
             meta16.pop("parity_max_abs_diff")
-            _write(model16, fp16_path, meta16)
+            write_model_file(model16, fp16_path, meta16)
             fp16_err = max(c.max_abs_diff for c in _verify(module, fp16_path, parity_sizes, seed))
             if not fp16_err <= FP16_TOLERANCE:
                 raise ExportError(f"fp16 parity failed: max abs diff {fp16_err:.3g} > {FP16_TOLERANCE:g}")
             meta16["parity_max_abs_diff"] = fp16_err
-            _write(model16, fp16_path, meta16)
+            write_model_file(model16, fp16_path, meta16)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
