@@ -143,8 +143,9 @@ def choose_nip(tier: str | None, provider: str, models_dir: ModelDirs = None) ->
 
     Rule: among installed pairs (``models_dir`` first), those of ``tier`` (``None``: the
     provider's tier, :func:`tier_for_provider`; if no pair of that tier is installed, any
-    installed pair: one tier installed means it is used); the first marked ``default``, else
-    the first found. With no pair installed, the default NIP as before pairs existed.
+    installed pair: one tier installed means it is used); of those, the ones in the first
+    folder that has any (``models_dir`` before the shipped models), the one marked ``default``
+    first, else the first by name. With no pair installed, the default NIP as before pairs existed.
 
     Raises:
         ValueError: ``tier`` is not one of :data:`rawproof.models.TIERS`.
@@ -163,7 +164,9 @@ def choose_nip(tier: str | None, provider: str, models_dir: ModelDirs = None) ->
         if tier is not None:
             raise ModelError(f"no {tier} pair installed; installed: {sorted({f'{p.name} ({p.tier})' for p in pairs})}")
         cands = pairs
-    return sorted(cands, key=lambda p: not p.nip.is_default)[0].nip
+    # A folder given by the caller wins over the shipped models; within a folder, a default pair wins.
+    first = cands[0].nip.path.parent
+    return sorted((p for p in cands if p.nip.path.parent == first), key=lambda p: not p.nip.is_default)[0].nip
 
 
 def pairing_mismatch(fan: ModelInfo, nip_ref: Any) -> str | None:

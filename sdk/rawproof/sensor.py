@@ -333,6 +333,14 @@ def _run_dump(args: argparse.Namespace) -> int:
     frame = RawFrame.from_file(args.file)
     fmt = PixelFormat(args.format)
     m = frame.mosaic
+    if args.crop:
+        try:
+            w, h, x, y = (int(v) for v in args.crop.split(","))
+        except ValueError:
+            raise RawFormatError(f"--crop takes W,H,X,Y, got {args.crop!r}") from None
+        if min(w, h, x, y) < 0 or (w | h | x | y) & 1 or x + w > frame.width or y + h > frame.height or w < 2 or h < 2:
+            raise RawFormatError(f"--crop {args.crop}: even values inside the {frame.width}x{frame.height} mosaic (keeps the CFA)")
+        m = np.ascontiguousarray(m[y:y + h, x:x + w])
     bits = fmt.bits_per_pixel
     top = int(m.max()) if m.size else 0
     shift = max(0, top.bit_length() - bits)
@@ -340,7 +348,7 @@ def _run_dump(args: argparse.Namespace) -> int:
         raise RawFormatError(f"{args.file}: samples need {top.bit_length()} bits; {fmt.value} holds {bits}")
     out = Path(args.out)
     out.write_bytes(pack(m, fmt))
-    entry = {"path": out.name, "container": fmt.value, "width": frame.width, "height": frame.height,
+    entry = {"path": out.name, "container": fmt.value, "width": int(m.shape[1]), "height": int(m.shape[0]),
              "cfa": frame.cfa.value, "black": list(frame.black), "white": frame.white,
              "wb": None if frame.wb is None else list(frame.wb),
              "ccm": None if frame.ccm is None else np.asarray(frame.ccm, np.float64).round(6).tolist(),
@@ -350,7 +358,7 @@ def _run_dump(args: argparse.Namespace) -> int:
     doc["files"] = [e for e in doc.get("files", []) if e.get("path") != out.name] + [entry]
     SensorSpec.from_entry(entry, "rawproof dump")
     mf.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(f"{out}: {frame.width}x{frame.height} {fmt.value} {frame.cfa.value}, entry added to {mf}")
+    print(f"{out}: {m.shape[1]}x{m.shape[0]} {fmt.value} {frame.cfa.value}, entry added to {mf}")
     return 0
 
 
@@ -362,4 +370,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="camera RAW file LibRaw reads")
     p.add_argument("--format", required=True, choices=list(PACKED_CONTAINERS), help="dump layout")
     p.add_argument("-o", "--out", required=True, help="dump file to write")
+    p.add_argument("--crop", metavar="W,H,X,Y", help="write only this region of the mosaic (even values: the CFA is kept)")
     p.set_defaults(func=_run_dump)
