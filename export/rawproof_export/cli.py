@@ -82,6 +82,8 @@ def build_pair_parser() -> argparse.ArgumentParser:
     o.add_argument("--nip-metadata", nargs="*", default=[], metavar="K=V", help="extra/overriding NIP metadata (V parsed as JSON if valid)")
     o.add_argument("--fan-metadata", nargs="*", default=[], metavar="K=V", help="extra/overriding FAN metadata, e.g. patch_size=64")
     o.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset for checkpoints (default {DEFAULT_OPSET})")
+    o.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
+                   help="torch exporter for checkpoints; auto tries dynamo, then TorchScript")
     o.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs torch (default 1e-4)")
     p.add_argument("--json", action="store_true", help="print the pair report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -104,7 +106,8 @@ def _main_pair(argv: list[str]) -> int:
     common = {"name": args.name, "tier": args.tier, "nip_metadata": nip_meta, "fan_metadata": fan_meta, "default": args.default}
     try:
         if all(ckpts):
-            rep = export_pair(args.nip_checkpoint, args.fan_checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance, **common)
+            rep = export_pair(args.nip_checkpoint, args.fan_checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance,
+                              exporter=args.exporter, **common)
         else:
             rep = pair_exported(args.nip_onnx, args.fan_onnx, args.out_dir, **common)
     except ExportError as e:
