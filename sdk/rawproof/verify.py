@@ -341,7 +341,8 @@ def verify(
     if info is None or mismatch:
         why = mismatch or note or "no FAN model installed"
         fa = unavailable(why if not (mismatch and note) else f"{why}; {note}", size,
-                         fan_name=None if info is None else info.name, fan_source=source or None)
+                         fan_name=None if info is None else info.name, fan_sha256=None if info is None else info.sha256,
+                         fan_source=source or None)
         scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
     else:
         if scale == "auto":
