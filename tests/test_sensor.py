@@ -87,6 +87,8 @@ class TestSchema:
         entry, root = find_entry(tmp_path / "d" / "a.raw12")
         assert entry["path"] == "d/a.raw12" and root == tmp_path.resolve()
         assert find_entry(tmp_path / "other.bin") is None
+        (tmp_path / "d" / "manifest.json").write_text(json.dumps({"pairs": []}))  # another tool's manifest: passed over
+        assert find_entry(tmp_path / "d" / "a.raw12")[0]["path"] == "d/a.raw12"
         (tmp_path / "bad.json").write_text("[1]")
         with pytest.raises(RawFormatError, match="files"):
             find_entry(tmp_path / "d" / "a.raw12", tmp_path / "bad.json")
@@ -224,3 +226,32 @@ def test_kodak_dc120_non_square_pixels(shared_data: Path, toy_nip: Path) -> None
         develop(frame)
     res = develop(frame, stretch=True)
     assert res.rgb.shape == libraw_shape == (976, 1301, 3)
+
+
+def test_prepare_reports_every_skipped_input(tmp_path: Path) -> None:
+    from rawproof_train.prepare import main, prepare
+
+    d = tmp_path / "dumps"
+    d.mkdir()
+    rng = np.random.default_rng(5)
+    good = {"container": "raw12", "width": 64, "height": 48, "cfa": "RGGB", "black": 64, "white": 4095, "wb": "auto"}
+    files = []
+    for name in ("a", "b", "c", "d"):
+        (d / f"{name}.raw12").write_bytes(pack(rng.integers(300, 3000, (48, 64)).astype(np.uint16), "raw12"))
+    files = [{**good, "path": "a.raw12"},
+             {k: v for k, v in {**good, "path": "b.raw12"}.items() if k != "container"},
+             {**good, "path": "c.raw12", "cfa": "RGBG"},
+             {**good, "path": "d.raw12", "height": 40}]
+    (d / "manifest.json").write_text(json.dumps({"files": files}))
+    (d / "notes.txt").write_text("not a frame")
+    r = prepare(tmp_path / "out", raws=[d], progress=False)
+    reasons = dict(r.skipped)
+    assert r.pairs == 1 and len(r.skipped) == 4
+    assert "not a camera RAW by its extension and not listed in a manifest.json" in reasons["dumps/notes.txt"]
+    assert "missing required field 'container'" in reasons["dumps/b.raw12"]
+    assert "field 'cfa'" in reasons["dumps/c.raw12"]
+    assert "longer than declared" in reasons["dumps/d.raw12"]
+    written = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {s["source"] for s in written["skipped"]} == set(reasons) and written["pairs"][0]["wb_source"] == "grey-world"
+    assert main(["--raws", str(d), "--out", str(tmp_path / "strict"), "--strict"]) == 1
+    assert not (tmp_path / "strict" / "manifest.json").exists()

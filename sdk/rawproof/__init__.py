@@ -37,7 +37,9 @@ from rawproof.provenance import (
     mosaic_sha256,
     sign_image,
 )
+from rawproof.pairs import ModelPair, list_pairs
 from rawproof.raw import CFA, RawFrame
+from rawproof.sensor import SensorSpec
 from rawproof.verify import Verdict, VerifyReport, save_heatmap, verify
 
 __all__ = [
@@ -46,6 +48,9 @@ __all__ = [
     "develop",
     "DevelopResult",
     "SensorBuffer",
+    "SensorSpec",
+    "ModelPair",
+    "list_pairs",
     "verify",
     "Fingerprint",
     "DeviceMatch",

@@ -253,28 +253,35 @@ def find_entry(path: str | os.PathLike[str], manifest: str | os.PathLike[str] | 
 
     Args:
         path: The dump.
-        manifest: A manifest file to look in; ``None``: the nearest ``manifest.json`` in the
-            file's folder or a parent.
+        manifest: A manifest file to look in; ``None``: the nearest sensor manifest (a
+            ``manifest.json`` holding a ``files`` list; other ``manifest.json`` files are passed
+            over) in the file's folder or a parent.
 
     Returns:
         ``(entry, root)``, or ``None`` when no manifest lists the file (an expected absence).
 
     Raises:
-        RawFormatError: the manifest is unreadable JSON or has no ``files`` list.
+        RawFormatError: the given ``manifest`` is missing, unreadable, has no ``files`` list or
+            does not list the file.
     """
     p = Path(path).resolve()
-    candidates = [Path(manifest)] if manifest is not None else [d / "manifest.json" for d in p.parents]
+    explicit = manifest is not None
+    candidates = [Path(manifest)] if explicit else [d / "manifest.json" for d in p.parents]
     for mf in candidates:
         if not mf.is_file():
-            if manifest is not None:
+            if explicit:
                 raise RawFormatError("sensor manifest not found", path=mf)
             continue
         try:
             doc = json.loads(mf.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            if not explicit:
+                continue  # some other tool's manifest.json: not ours to judge
             raise RawFormatError(f"unreadable manifest: {e}", path=mf) from e
         files = doc.get("files") if isinstance(doc, dict) else None
         if not isinstance(files, list):
+            if not explicit:
+                continue
             raise RawFormatError('a sensor manifest is {"files": [entry, ...]}', path=mf)
         root = mf.resolve().parent
         try:
