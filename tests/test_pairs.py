@@ -191,3 +191,19 @@ def test_models_cli_lists_pairs(two_pairs: tuple[Path, Path], monkeypatch: pytes
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("a (default): tier cpu, NIP a [") and "FAN fan_a" in out
+
+
+def test_single_fan_export_carries_patch_size_and_channel_from_its_config(tmp_path: Path) -> None:
+    """Export drops no facts: without --metadata patch_size, the FAN's view comes from its run's config."""
+    import torch
+
+    from rawproof_export.onnx_export import export_checkpoint
+    from rawproof_train.fan import FAN
+
+    ck = tmp_path / "fan.pt"
+    torch.save({"arch": "fan", "kind": "fan", "state_dict": FAN(n_classes=5).state_dict(), "classes": CLASSES,
+                "config": {"patch": 128, "downscale": 2, "quality": 50, "subsampling": "444"}}, ck)
+    rep = export_checkpoint(ck, tmp_path / "f.onnx", exporter="torchscript")
+    meta = load_model_info(rep.path).metadata
+    assert meta["patch_size"] == 64 and meta["trained_channel"] == {"downscale": 2, "jpeg_quality": 50, "subsampling": ["444"]}
+    assert "(64 x 64 patches)" in meta["input_layout"]

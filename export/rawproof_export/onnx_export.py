@@ -65,6 +65,7 @@ __all__ = [
     "export_checkpoint",
     "input_layout",
     "write_model_file",
+    "trained_channel_from_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,31 @@ class ExportReport:
     metadata: Mapping[str, Any]
     fp16_path: Path | None = None
     fp16_max_abs_diff: float | None = None
+
+
+def trained_channel_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trained_channel`` metadata of a training run's config (keys ``downscale``, ``quality``, ``subsampling``, ``resize``).
+
+    A list-valued key (a channel drawn per step) gives its first value as nominal and all values in
+    ``jpeg_qualities``/``subsampling``/``resize``.
+
+    Raises:
+        ExportError: the config lacks ``downscale`` or ``quality``.
+    """
+    if "downscale" not in config or "quality" not in config:
+        raise ExportError("the FAN checkpoint's config lacks downscale/quality; pass trained_channel in --fan-metadata")
+
+    def values(v: Any) -> list[Any]:
+        return list(dict.fromkeys(v if isinstance(v, list) else [v]))
+
+    qualities = [int(q) for q in values(config["quality"])]
+    out: dict[str, Any] = {"downscale": int(config["downscale"]), "jpeg_quality": qualities[0],
+                           "subsampling": [str(s) for s in values(config.get("subsampling", "444"))]}
+    if len(qualities) > 1:
+        out["jpeg_qualities"] = qualities
+    if "resize" in config:
+        out["resize"] = [str(r) for r in values(config["resize"])]
+    return out
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -414,7 +440,8 @@ def export_checkpoint(
 
     ``kind``/``arch``, when given, must agree with the checkpoint (``arch`` case-insensitively,
     as ``create_nip`` resolves names). ``metadata`` overrides
-    what the checkpoint provides; ``kwargs`` go to :func:`export_model`.
+    what the checkpoint provides; for a FAN, ``patch_size`` (NIP output patch / downscale) and
+    ``trained_channel`` come from its training config unless given. ``kwargs`` go to :func:`export_model`.
     """
     ckpt = load_checkpoint(checkpoint)
     if kind is not None and ModelKind(kind) is not ckpt.kind:
@@ -429,7 +456,13 @@ def export_checkpoint(
     }
     if ckpt.git_commit:
         meta["git_commit"] = ckpt.git_commit
-    if ckpt.kind is ModelKind.FAN:
-        meta["classes"] = list(ckpt.classes)
     meta.update(metadata or {})
+    if ckpt.kind is ModelKind.FAN:
+        meta.setdefault("classes", list(ckpt.classes))
+        # The facts verify needs, from the run's config when not given: the view the FAN was trained on
+        # (NIP output patch / downscale) and its channel. Without them verify would assume 128 px patches.
+        if "trained_channel" not in meta and "downscale" in ckpt.config and "quality" in ckpt.config:
+            meta["trained_channel"] = trained_channel_from_config(ckpt.config)
+        if "patch_size" not in meta and "patch" in ckpt.config and "downscale" in ckpt.config:
+            meta["patch_size"] = int(ckpt.config["patch"]) // int(ckpt.config["downscale"])
     return export_model(build_module(ckpt), ckpt.kind, out_path, meta, **kwargs)

@@ -30,7 +30,9 @@ from rawproof.errors import ModelError
 from rawproof.models import TIERS, ModelInfo, ModelKind, load_model_info
 from rawproof.pairs import list_pairs
 from rawproof.runtime import Session, clear_session_cache
-from rawproof_export.onnx_export import ExportError, export_checkpoint, input_layout, load_checkpoint, write_model_file
+from rawproof_export.onnx_export import (
+    ExportError, export_checkpoint, input_layout, load_checkpoint, trained_channel_from_config, write_model_file,
+)
 
 __all__ = ["PairReport", "pair_paths", "trained_channel_from_config", "export_pair", "pair_exported", "link_pair"]
 
@@ -68,31 +70,6 @@ def pair_paths(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     """(NIP path, FAN path) of pair ``name`` in ``out_dir``: ``<name>.onnx`` and ``fan_<name>.onnx``."""
     d = Path(out_dir)
     return d / f"{name}.onnx", d / f"fan_{name}.onnx"
-
-
-def trained_channel_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``trained_channel`` metadata of a training run's config (keys ``downscale``, ``quality``, ``subsampling``, ``resize``).
-
-    A list-valued key (a channel drawn per step) gives its first value as nominal and all values in
-    ``jpeg_qualities``/``subsampling``/``resize``.
-
-    Raises:
-        ExportError: the config lacks ``downscale`` or ``quality``.
-    """
-    if "downscale" not in config or "quality" not in config:
-        raise ExportError("the FAN checkpoint's config lacks downscale/quality; pass trained_channel in --fan-metadata")
-
-    def values(v: Any) -> list[Any]:
-        return list(dict.fromkeys(v if isinstance(v, list) else [v]))
-
-    qualities = [int(q) for q in values(config["quality"])]
-    out: dict[str, Any] = {"downscale": int(config["downscale"]), "jpeg_quality": qualities[0],
-                           "subsampling": [str(s) for s in values(config.get("subsampling", "444"))]}
-    if len(qualities) > 1:
-        out["jpeg_qualities"] = qualities
-    if "resize" in config:
-        out["resize"] = [str(r) for r in values(config["resize"])]
-    return out
 
 
 def _pair_keys(name: str, tier: str, channel: Mapping[str, Any], default: bool) -> dict[str, Any]:
