@@ -125,6 +125,8 @@ class TestTiers:
             choose_nip("full", "CPUExecutionProvider")
         with pytest.raises(ValueError, match="tier must be"):
             choose_nip("fast", "CPUExecutionProvider")
+        with pytest.raises(ModelError, match="models folder not found"):
+            choose_nip(None, "CPUExecutionProvider", vendor / "typo")
 
     def test_the_callers_folder_wins_within_a_tier(self, two_pairs: tuple[Path, Path], tmp_path: Path) -> None:
         n, f = _raw_models(tmp_path, 2)

@@ -186,6 +186,10 @@ def test_develop_cli_reads_a_dump(toy_nip: Path, tmp_path: Path, capsys: pytest.
     assert cli.main(["develop", str(path), "-o", str(tmp_path / "d.png"), "--wb", "auto"]) == 0
     assert cli.main(["develop", str(path), "-o", str(tmp_path / "e.png"), "--height", "22"]) == 3
     assert "longer than declared" in capsys.readouterr().err
+    assert cli.main(["develop", str(path), "-o", str(tmp_path / "e.png"), "--ccm", "1,x"]) == 3
+    assert "--ccm takes comma-separated numbers" in capsys.readouterr().err
+    assert cli.main(["develop", str(path), "-o", str(tmp_path / "e.png"), "--ccm", "1,0,0"]) == 3
+    assert "field 'ccm'" in capsys.readouterr().err
     (tmp_path / "manifest.json").write_text(json.dumps({"files": [{**e, "cfa": "XYZW"}]}))
     assert cli.main(["develop", str(path), "-o", str(tmp_path / "f.png")]) == 3
     assert "field 'cfa'" in capsys.readouterr().err

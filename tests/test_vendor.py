@@ -74,7 +74,7 @@ def test_vendor_guide_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     assert len(entries) == 5 and {e["container"] for e in entries} == {"raw12"} and entries[0]["width"] == 512
     assert json.loads((work / "dataset" / "manifest.json").read_text())["skipped"] == []
     # the pair, as rawproof models lists it
-    assert f"mysensor: tier cpu, NIP mysensor [" in res.stdout
+    assert "mysensor: tier cpu, NIP mysensor [" in res.stdout
     fan_json = json.loads((work / "models" / "fan_mysensor.json").read_text())
     assert fan_json["paired"]["name"] == "mysensor" and fan_json["patch_size"] == 32 and "decision" in fan_json
     # develop recorded both; the signed original verifies AUTHENTIC with the pair's FAN named

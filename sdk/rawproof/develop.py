@@ -506,15 +506,21 @@ def _cli_input(args: argparse.Namespace) -> RawFrame | str:
         if found is None:
             return args.file
     entry, root = found if found is not None else ({"path": Path(args.file).name}, Path(args.file).resolve().parent)
+    def numbers(flag: str) -> list[float]:
+        try:
+            return [float(v) for v in flags[flag].split(",")]
+        except ValueError:
+            raise RawFormatError(f"--{flag} takes comma-separated numbers, got {flags[flag]!r}") from None
+
     if "format" in flags:
         flags["container"] = flags.pop("format")
-    if isinstance(flags.get("wb"), str) and flags["wb"] != "auto":
-        flags["wb"] = [float(v) for v in flags["wb"].split(",")]
+    if "wb" in flags and flags["wb"] != "auto":
+        flags["wb"] = numbers("wb")
     if "ccm" in flags:
-        vals = [float(v) for v in flags["ccm"].split(",")]
+        vals = numbers("ccm")
         flags["ccm"] = [vals[0:3], vals[3:6], vals[6:9]] if len(vals) == 9 else vals
-    if isinstance(flags.get("black"), str):
-        vals = [float(v) for v in flags["black"].split(",")]
+    if "black" in flags:
+        vals = numbers("black")
         flags["black"] = vals[0] if len(vals) == 1 else vals
     spec = SensorSpec.from_entry({**entry, **flags, "path": entry["path"]}, f"{args.file}")
     return spec.read(root, threads=int(args.threads or 0))

@@ -140,6 +140,9 @@ def model_dirs(extra: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] 
     """Folders searched for models, in priority order: ``extra`` (one folder or several) then :func:`models_dir`.
 
     A vendor's exported pairs live in their own folder (``--models DIR``); the shipped ones stay searched after it.
+
+    Raises:
+        ModelError: a folder in ``extra`` does not exist (a typo would otherwise pass silently).
     """
     if extra is None:
         extras: list[Path] = []
@@ -147,6 +150,9 @@ def model_dirs(extra: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] 
         extras = [Path(extra)]
     else:
         extras = [Path(e) for e in extra]
+    for d in extras:
+        if not d.is_dir():
+            raise ModelError("models folder not found", path=d)
     out: list[Path] = []
     for d in [*extras, models_dir()]:
         if d.resolve() not in [o.resolve() for o in out]:
