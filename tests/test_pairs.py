@@ -209,3 +209,25 @@ def test_single_fan_export_carries_patch_size_and_channel_from_its_config(tmp_pa
     meta = load_model_info(rep.path).metadata
     assert meta["patch_size"] == 64 and meta["trained_channel"] == {"downscale": 2, "jpeg_quality": 50, "subsampling": ["444"]}
     assert "(64 x 64 patches)" in meta["input_layout"]
+
+
+def test_pair_from_checkpoints_fp16(tmp_path: Path) -> None:
+    """``--fp16`` (a full pair): both members are the float16 exports, parity-checked, named and linked as the pair."""
+    import torch
+
+    from rawproof_export.pair import export_pair
+    from rawproof_train.fan import FAN
+    from rawproof_train.nip import create_nip
+
+    cfg = {"patch": 64, "downscale": 2, "quality": 50}
+    torch.save({"arch": "INet", "kind": "nip", "state_dict": create_nip("INet").state_dict(), "config": cfg}, tmp_path / "nip.pt")
+    torch.save({"arch": "fan", "kind": "fan", "state_dict": FAN(n_classes=5).state_dict(), "classes": CLASSES, "config": cfg},
+               tmp_path / "fan.pt")
+    rep = export_pair(tmp_path / "nip.pt", tmp_path / "fan.pt", tmp_path / "out", name="g", tier="full", default=True,
+                      fp16=True, exporter="torchscript")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.onnx")) == ["fan_g.onnx", "g.onnx"]
+    for info in (rep.nip, rep.fan):
+        assert info.metadata["precision"] == "fp16" and info.is_default and info.tier == "full"
+        assert 0 < info.metadata["parity_max_abs_diff"] <= 2e-2
+    assert rep.nip.name == "g" and rep.fan.name == "fan_g" and rep.fan.metadata["patch_size"] == 32
+    assert [(p.name, p.tier) for p in list_pairs(tmp_path / "out") if p.name == "g"] == [("g", "full")]

@@ -84,6 +84,7 @@ def build_pair_parser() -> argparse.ArgumentParser:
     o.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset for checkpoints (default {DEFAULT_OPSET})")
     o.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                    help="torch exporter for checkpoints; auto tries dynamo, then TorchScript")
+    o.add_argument("--fp16", action="store_true", help="ship float16 compute (float32 I/O) for both models, e.g. a full pair")
     o.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs torch (default 1e-4)")
     p.add_argument("--json", action="store_true", help="print the pair report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -107,7 +108,7 @@ def _main_pair(argv: list[str]) -> int:
     try:
         if all(ckpts):
             rep = export_pair(args.nip_checkpoint, args.fan_checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance,
-                              exporter=args.exporter, **common)
+                              exporter=args.exporter, fp16=args.fp16, **common)
         else:
             rep = pair_exported(args.nip_onnx, args.fan_onnx, args.out_dir, **common)
     except ExportError as e:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ def export_pair(
     nip_metadata: Mapping[str, Any] | None = None,
     fan_metadata: Mapping[str, Any] | None = None,
     default: bool = False,
+    fp16: bool = False,
     **kwargs: Any,
 ) -> PairReport:
     """Export two training checkpoints as pair ``name`` (see the module docstring).
@@ -142,6 +144,10 @@ def export_pair(
         nip_metadata, fan_metadata: Extra or overriding metadata per model (e.g. measured ``metrics``,
             ``patch_size``, ``trained_channel``).
         default: Mark both ``default`` (chosen first within their tier).
+        fp16: Ship float16 compute (float32 I/O) for both models, e.g. for a ``full`` pair on a GPU/NPU:
+            each is exported in float32 and as float16, parity-checked against the float32 torch model
+            (bound 2e-2, :data:`rawproof_export.onnx_export.FP16_TOLERANCE`), and the float16 file becomes the
+            pair's member (``precision`` ``fp16``; the measured error in ``parity_max_abs_diff``).
         kwargs: Passed to :func:`rawproof_export.onnx_export.export_model` (``opset``, ``exporter``, ``tolerance``).
 
     Raises:
@@ -153,11 +159,22 @@ def export_pair(
     fan_meta = dict(fan_metadata or {})
     ps, channel = _fan_facts(fan_meta, fan_ckpt.config)
     keys = _pair_keys(name, tier, channel, default)
-    nip_rep = export_checkpoint(nip_checkpoint, nip_path, kind=ModelKind.NIP, metadata={**(nip_metadata or {}), **keys, "name": name}, **kwargs)
-    fan_rep = export_checkpoint(fan_checkpoint, fan_path, kind=ModelKind.FAN,
-                                metadata={**fan_meta, **keys, "name": f"fan_{name}", "patch_size": ps}, **kwargs)
+    parity = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt, final, kind, meta in (
+            (nip_checkpoint, nip_path, ModelKind.NIP, {**(nip_metadata or {}), **keys, "name": name}),
+            (fan_checkpoint, fan_path, ModelKind.FAN, {**fan_meta, **keys, "name": f"fan_{name}", "patch_size": ps}),
+        ):
+            if not fp16:
+                parity.append(export_checkpoint(ckpt, final, kind=kind, metadata=meta, **kwargs).max_abs_diff)
+                continue
+            rep = export_checkpoint(ckpt, Path(tmp) / final.name, kind=kind, metadata=meta, fp16=True, **kwargs)
+            half = load_model_info(rep.fp16_path)
+            # export_model names the variant <name>_fp16 and drops "default": here it is the member itself.
+            write_model_file(onnx.load(str(half.path)), final, {**half.metadata, "name": meta["name"], **keys})
+            parity.append(rep.fp16_max_abs_diff)
     nip, fan = link_pair(nip_path, fan_path)
-    return PairReport(name, tier, nip, fan, nip_rep.max_abs_diff, fan_rep.max_abs_diff)
+    return PairReport(name, tier, nip, fan, parity[0], parity[1])
 
 
 def pair_exported(
