@@ -46,6 +46,7 @@ __all__ = [
     "develop",
     "encode_image",
     "stretch_to_square",
+    "square_size",
     "bench_develop",
     "register",
 ]
@@ -258,6 +259,13 @@ def _to_frame(raw: RawFrame | SensorBuffer | str | os.PathLike[str], threads: in
     raise TypeError(f"develop() takes a RawFrame, SensorBuffer or file path, got {type(raw).__name__}")
 
 
+def square_size(height: int, width: int, pixel_aspect: float) -> tuple[int, int]:
+    """(height, width) of an image of ``pixel_aspect`` (width / height) pixels resampled to square ones, as LibRaw sizes it."""
+    if pixel_aspect < 1:
+        return int(height / pixel_aspect + 0.5), width
+    return height, int(width * pixel_aspect + 0.5)
+
+
 def stretch_to_square(rgb: np.ndarray, pixel_aspect: float) -> np.ndarray:
     """Resample an image of non-square pixels to square ones, as LibRaw's ``stretch()`` does.
 
@@ -277,7 +285,7 @@ def stretch_to_square(rgb: np.ndarray, pixel_aspect: float) -> np.ndarray:
         return rgb
     axis = 0 if pixel_aspect < 1 else 1
     n = rgb.shape[axis]
-    new = int(n / pixel_aspect + 0.5) if axis == 0 else int(n * pixel_aspect + 0.5)
+    new = square_size(rgb.shape[0], rgb.shape[1], pixel_aspect)[axis]
     step = pixel_aspect if axis == 0 else 1.0 / pixel_aspect
     pos = np.arange(new, dtype=np.float64) * step
     i0 = np.minimum(pos.astype(np.int64), n - 1)
@@ -362,10 +370,9 @@ def develop(
     t0 = time.perf_counter()
     frame = _to_frame(raw, nthreads)
     if frame.pixel_aspect != 1 and not stretch:
-        w, h = frame.width, frame.height
-        square = (w, int(h / frame.pixel_aspect + 0.5)) if frame.pixel_aspect < 1 else (int(w * frame.pixel_aspect + 0.5), h)
+        sq_h, sq_w = square_size(frame.height, frame.width, frame.pixel_aspect)
         raise RawFormatError(
-            f"pixels are not square (aspect {frame.pixel_aspect:.4f}): {w}x{h} would be {square[0]}x{square[1]} as LibRaw "
+            f"pixels are not square (aspect {frame.pixel_aspect:.4f}): {frame.width}x{frame.height} would be {sq_w}x{sq_h} as LibRaw "
             "develops it; pass stretch=True (--stretch) to resample the output to square pixels (its traces are then "
             "resampled too, which the paired FAN was not trained to read)"
         )
@@ -499,13 +506,11 @@ def _cli_input(args: argparse.Namespace) -> RawFrame | str:
     from rawproof.sensor import SensorSpec, find_entry
 
     flags = {k: getattr(args, k) for k in _DUMP_FLAGS if getattr(args, k) is not None}
-    found = find_entry(args.file, args.sensor) if (args.sensor or flags) else None
-    if not flags and found is None:
-        if args.sensor is None:
-            found = find_entry(args.file)  # a dump listed in a manifest.json beside it
-        if found is None:
-            return args.file
+    found = find_entry(args.file, args.sensor)  # --sensor, else a manifest.json beside or above the file
+    if found is None and not flags:
+        return args.file  # a camera file
     entry, root = found if found is not None else ({"path": Path(args.file).name}, Path(args.file).resolve().parent)
+
     def numbers(flag: str) -> list[float]:
         try:
             return [float(v) for v in flags[flag].split(",")]
