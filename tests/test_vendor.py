@@ -64,6 +64,8 @@ def test_vendor_guide_end_to_end(shared_data: Path, tmp_path: Path) -> None:
         "EVAL_PATCHES": "5", "FE_CROP": "128",
     }
     env.pop("RAWPROOF_MODELS", None)
+    for var in ("NAME", "TIER", "DUMPS", "DEVICE", "PRE_NIP", "NIP", "FRAME"):  # the guide's other variables: its defaults
+        env.pop(var, None)
     script = tmp_path / "vendor.sh"
     script.write_text(_guide_script().replace("python -m ", f"{sys.executable} -m "))
     res = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
