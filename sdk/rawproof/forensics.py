@@ -412,7 +412,8 @@ class ForensicAnalysis:
         reason: Why the analysis is unavailable, else ``None``.
         fan_name, fan_sha256: The FAN used, or ``None``.
         fan_source: ``"explicit"`` (``fan=``), ``"manifest"`` (named by the capture
-            assertion and found locally by sha256) or ``"default"`` (shipped default).
+            assertion and found locally by sha256), ``"pair"`` (paired with the NIP the capture
+            assertion names) or ``"default"`` (shipped default).
         provider: onnxruntime provider that ran the FAN.
         classes: FAN classes, logit order.
         image_size: (height, width) of the decoded input, pixels.

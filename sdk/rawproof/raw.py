@@ -11,6 +11,7 @@ Other containers (PGM, 16-bit PNG, entries of the data manifest) are read by
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import io
 import logging
@@ -32,6 +33,7 @@ __all__ = [
     "BitDepth",
     "bit_depth",
     "plausible_wb",
+    "grey_world_wb",
     "XYZ_FROM_SRGB",
     "MAX_PIXELS",
     "MAX_RAW_FILE_BYTES",
@@ -135,6 +137,36 @@ def plausible_wb(gains: Any) -> tuple[float, float, float, float] | None:
     return (float(r), gr, float(gb), float(b))
 
 
+def grey_world_wb(stack: np.ndarray, *, saturation: float = 0.98) -> tuple[float, float, float, float]:
+    """Grey-world WB gains for a stack that has none in its metadata (``wb="auto"``).
+
+    Means are taken over the 2x2 sites where no channel reaches ``saturation`` (so
+    clipped highlights do not bias the estimate), and the gains make the R and B means
+    equal to the mean green.
+
+    Args:
+        stack: float, 4 x h x w, (R, Gr, Gb, B), not white-balanced, [0,1].
+
+    Returns:
+        (R, Gr, Gb, B) gains with green = 1.
+
+    Raises:
+        RawFormatError: not a 4 x h x w stack, fewer than 16 unsaturated sites, or a
+            channel with zero mean (a dark frame).
+    """
+    s = np.asarray(stack, dtype=np.float64)
+    if s.ndim != 3 or s.shape[0] != 4:
+        raise RawFormatError(f"stack must be 4 x h x w, got {s.shape}")
+    ok = np.all(s < saturation, axis=0)
+    if ok.sum() < 16:
+        raise RawFormatError("grey-world WB: fewer than 16 unsaturated sites")
+    r, gr, gb, b = (float(c[ok].mean()) for c in s)
+    g = 0.5 * (gr + gb)
+    if min(r, g, b) <= 1e-6:
+        raise RawFormatError("grey-world WB: a channel has zero mean (dark frame?)")
+    return (g / r, 1.0, 1.0, g / b)
+
+
 class CFA(str, enum.Enum):
     """Bayer colour filter array pattern.
 
@@ -184,11 +216,15 @@ class RawFrame:
         device_id: Identifier of the individual device (serial), ``""`` if unknown.
         wb_source: Where ``wb`` came from: ``"camera"`` (as-shot metadata),
             ``"daylight"`` (LibRaw's daylight multipliers, used when the as-shot ones
-            fail :func:`plausible_wb`), ``"given"`` (passed by the caller), or ``""``
+            fail :func:`plausible_wb`), ``"given"`` (passed by the caller),
+            ``"grey-world"`` (``wb="auto"``, :func:`grey_world_wb`), or ``""``
             (``wb`` is ``None`` or unknown). Informational only.
         capture_time: When the sensor was exposed, ISO 8601, from the RAW file's own
             metadata (:func:`rawproof.rawio.read_capture_time`; with a UTC offset only when
             the file records one), or ``None`` when unknown.
+        pixel_aspect: Pixel width / height on the sensor (LibRaw's ``pixel_aspect``); 1 for
+            square pixels. :func:`rawproof.develop` refuses other values unless asked to
+            stretch the output to square pixels as LibRaw does.
     """
 
     mosaic: np.ndarray
@@ -201,6 +237,7 @@ class RawFrame:
     device_id: str = ""
     wb_source: str = ""
     capture_time: str | None = None
+    pixel_aspect: float = 1.0
 
     def __post_init__(self) -> None:
         m = self.mosaic
@@ -226,6 +263,9 @@ class RawFrame:
             if len(wb) != 4 or not all(np.isfinite(wb)) or min(wb) <= 0:
                 raise RawFormatError(f"wb must be 3 or 4 finite positive gains, got {self.wb!r}")
             object.__setattr__(self, "wb", wb)
+        if not (isinstance(self.pixel_aspect, (int, float)) and np.isfinite(self.pixel_aspect) and 0.1 <= self.pixel_aspect <= 10):
+            raise RawFormatError(f"pixel_aspect must be a finite number in [0.1, 10], got {self.pixel_aspect!r}")
+        object.__setattr__(self, "pixel_aspect", float(self.pixel_aspect))
         if self.ccm is not None:
             ccm = np.asarray(self.ccm, dtype=np.float32)
             if ccm.shape != (3, 3) or not np.all(np.isfinite(ccm)):
@@ -280,11 +320,12 @@ class RawFrame:
         white: float,
         *,
         stride: int = 0,
-        wb: tuple[float, ...] | None = None,
+        wb: tuple[float, ...] | str | None = None,
         ccm: np.ndarray | None = None,
         camera: str = "",
         device_id: str = "",
         shift: int = 0,
+        pixel_aspect: float = 1.0,
         threads: int = 0,
     ) -> RawFrame:
         """Frame from a headerless sensor dump, unpacked by the native kernel.
@@ -299,14 +340,18 @@ class RawFrame:
             black: Black level, DN of the *buffer*: one value or (R, Gr, Gb, B).
             white: Saturation level, DN of the *buffer*.
             stride: Bytes from one row to the next; 0 means tightly packed.
-            wb: (R, G, B) or (R, Gr, Gb, B) gains; ``None`` for none.
-            ccm: Camera RGB -> linear sRGB, 3x3; ``None`` if unknown.
+            wb: (R, G, B) or (R, Gr, Gb, B) gains; ``"auto"`` for grey-world gains
+                estimated from this frame (:func:`grey_world_wb`); ``None`` for no white
+                balance at all: the NIP then sees raw sensor colour, typically a strong
+                green cast, since green pixels are the most sensitive.
+            ccm: Camera RGB -> linear sRGB, 3x3; ``None`` if unknown (treated as identity).
             camera, device_id: Free text metadata.
             shift: Right-shift applied to every sample after unpacking, for dumps that
                 hold lower-precision data shifted up (e.g. 8-bit data x 4 in a 10-bit
                 dump: ``shift=2``; :func:`bit_depth` detects it). ``black`` and ``white``
                 stay in buffer DN and are divided by ``2**shift``, so the normalised
                 stack is unchanged. Refused if it would drop non-zero bits.
+            pixel_aspect: Pixel width / height (1 = square); see :attr:`pixel_aspect`.
             threads: Native worker threads, 0 = all cores.
 
         Raises:
@@ -355,10 +400,17 @@ class RawFrame:
                 raise RawFormatError(f"shift={shift} would discard non-zero low bits (mask {low:#x}); see bit_depth()")
             mosaic = mosaic >> np.uint16(shift)
             blk, white = blk / (1 << shift), float(white) / (1 << shift)
-        return cls(
-            mosaic=mosaic, cfa=cfa, black=tuple(blk), white=float(white), wb=wb, ccm=ccm,
-            camera=camera, device_id=device_id, wb_source="given" if wb is not None else "",
+        auto = isinstance(wb, str)
+        if auto and wb != "auto":
+            raise RawFormatError(f'wb must be gains, "auto" or None, got {wb!r}')
+        frame = cls(
+            mosaic=mosaic, cfa=cfa, black=tuple(blk), white=float(white), wb=None if auto else wb, ccm=ccm,
+            camera=camera, device_id=device_id, wb_source="given" if wb is not None else "", pixel_aspect=pixel_aspect,
         )
+        if auto:
+            gains = grey_world_wb(frame.to_stack(white_balance=False, threads=threads))
+            frame = dataclasses.replace(frame, wb=gains, wb_source="grey-world")
+        return frame
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> RawFrame:
@@ -443,6 +495,7 @@ class RawFrame:
                 rgb_cam = np.array(raw.color_matrix, dtype=np.float64, copy=True)
                 pattern = raw.raw_pattern
                 period = None if pattern is None else pattern.shape
+                aspect = float(raw.sizes.pixel_aspect) or 1.0
         except RawFormatError:
             raise
         except (rawpy.LibRawError, OSError, ValueError) as e:
@@ -470,7 +523,7 @@ class RawFrame:
         return cls(
             mosaic=mosaic, cfa=cfa, black=black, white=white, wb=wb,
             ccm=_ccm_from_libraw(cam_xyz, rgb_cam), camera=read_camera_name(p),
-            wb_source=source if wb is not None else "", capture_time=read_capture_time(p),
+            wb_source=source if wb is not None else "", capture_time=read_capture_time(p), pixel_aspect=aspect,
         )
 
     @classmethod

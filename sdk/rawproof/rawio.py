@@ -5,13 +5,10 @@ Each reader returns the samples; :func:`frame_from_array` hands them to
 checks and the same native unpacker. Camera files (DNG, CR2, CRW, ...) go to
 :meth:`rawproof.RawFrame.from_file` instead.
 
-Containers (the ``container`` field of the data manifest):
-
-``dng``      any LibRaw-readable camera file -> :meth:`RawFrame.from_file`
-``u16le``    headerless little-endian uint16, row-major
-``u8``       headerless uint8, row-major
-``pgm16be``  binary PGM (P5); maxval > 255 means 16-bit big-endian samples
-``png16``    16-bit greyscale PNG (Pillow)
+Containers (the ``container`` field of a manifest entry) are listed and validated by
+:mod:`rawproof.sensor`: packed dumps (``raw10``/``raw12``/``raw14`` MIPI, ``u16le``, ``u8``),
+``pgm16be`` (binary PGM; maxval > 255 means 16-bit big-endian samples), ``png16`` (16-bit
+greyscale PNG, Pillow) and camera files (``dng``, ``crw``, ``kdc``, ... -> :meth:`RawFrame.from_file`).
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ import numpy as np
 
 from rawproof.errors import RawFormatError
 from rawproof.raw import MAX_PIXELS, CFA, RawFrame
+from rawproof.sensor import CONTAINERS
 from rawproof.untrusted import NotRegularFileError, read_regular
 
 __all__ = [
@@ -40,9 +38,6 @@ __all__ = [
     "read_camera_name",
     "read_capture_time",
 ]
-
-CONTAINERS = ("dng", "u16le", "u8", "pgm16be", "png16")
-"""Container names :func:`read_manifest_entry` understands."""
 
 _PGM_HEADER = re.compile(rb"\AP5(?:\s+|#[^\n]*\n)*?(\d+)(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)\s")
 
@@ -129,55 +124,29 @@ def frame_from_array(mosaic: np.ndarray, cfa: str | CFA, black: Any, white: floa
     return RawFrame.from_buffer(buf, a.shape[1], a.shape[0], "u16le", cfa, black, white, **kwargs)
 
 
-def _resolve(entry_path: str, root: Path) -> Path:
-    rel = Path(entry_path)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise RawFormatError(f"manifest path {entry_path!r} must be relative and stay inside the data folder")
-    return root / rel
-
-
 def read_manifest_entry(entry: Mapping[str, Any], root: str | os.PathLike[str], **kwargs: Any) -> RawFrame:
-    """Open one RAW entry of the data manifest with its documented CFA and levels.
+    """Open one RAW entry of a sensor or data manifest (validated by :class:`rawproof.sensor.SensorSpec`).
 
     Args:
-        entry: One element of ``manifest.json``'s ``files`` (keys ``path``,
-            ``container``, ``width``, ``height``, ``cfa``, ``black``, ``white``).
-        root: The data folder the entry's ``path`` is relative to.
-        kwargs: Passed to :meth:`RawFrame.from_buffer` (e.g. ``wb``, ``shift``).
+        entry: One element of ``manifest.json``'s ``files`` (:data:`rawproof.sensor.SENSOR_SCHEMA`).
+        root: The folder the entry's ``path`` is relative to.
+        kwargs: Entry fields to override (e.g. ``wb="auto"``, ``shift=2``).
 
     Returns:
-        The frame. ``dng`` entries use the file's own metadata (:meth:`RawFrame.from_file`).
-        Dumps use the entry's CFA and levels; where the manifest gives no black level
-        (``black: null``) 0 is used, as the source's own configuration does. Dumps
-        carry no WB or CCM (``None``).
+        The frame. Camera containers (``dng``, ``crw``, ``kdc``, ...) use the file's own
+        metadata (:meth:`RawFrame.from_file`). Dumps use the entry's CFA and levels (``black:
+        null`` = 0, as the data folder's sources configure), WB gains, colour matrix and pixel
+        aspect when given (``None`` otherwise).
 
     Raises:
-        RawFormatError: not a RAW entry (photos, matrices), unknown container, a path
-            leaving ``root``, oversized dims, or a file not matching the entry.
+        RawFormatError: not a RAW entry (photos, matrices), an invalid field (named in the
+            message), a path leaving ``root``, or a file not matching the entry.
     """
-    root = Path(root)
-    container = entry.get("container")
-    if container not in CONTAINERS or entry.get("kind") in ("photo", "matrix"):
-        raise RawFormatError(f"manifest entry {entry.get('path')!r} is not a RAW frame (container {container!r})")
-    path = _resolve(str(entry["path"]), root)
-    if not path.is_file():
-        raise RawFormatError("file listed in the manifest is missing", path=path)
-    if container == "dng":
-        return RawFrame.from_file(path)
-    width, height = int(entry["width"]), int(entry["height"])
-    _check_dims(width, height, path)
-    black = 0.0 if entry.get("black") is None else float(entry["black"])
-    white = float(entry["white"])
-    if container in ("u16le", "u8"):
-        data = _read_file(path, width * height * (2 if container == "u16le" else 1))
-        try:
-            return RawFrame.from_buffer(data, width, height, container, entry["cfa"], black, white, **kwargs)
-        except RawFormatError as e:
-            raise RawFormatError(str(e), path=path) from e
-    arr = read_pgm(path) if container == "pgm16be" else read_png16(path)
-    if arr.shape != (height, width):
-        raise RawFormatError(f"file is {arr.shape[1]}x{arr.shape[0]}, manifest says {width}x{height}", path=path)
-    return frame_from_array(arr, entry["cfa"], black, white, **kwargs)
+    from rawproof.sensor import SensorSpec
+
+    if entry.get("kind") in ("photo", "matrix"):
+        raise RawFormatError(f"manifest entry {entry.get('path')!r} is a {entry.get('kind')}, not a RAW frame")
+    return SensorSpec.from_entry({**entry, **kwargs}, "manifest entry").read(root)
 
 
 def read_camera_name(path: str | os.PathLike[str]) -> str:
