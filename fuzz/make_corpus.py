@@ -1,4 +1,4 @@
-"""Seed corpora and fixtures for the fuzz targets (``fuzz/fuzz_native.py``, ``fuzz/fuzz_verify.py``).
+"""Seed corpora and fixtures for the fuzz targets (``fuzz/fuzz_{native,verify,structure}.py``).
 
 Writes under ``cache/fuzz/`` (git-ignored) unless ``--out`` says otherwise::
 
@@ -7,6 +7,7 @@ Writes under ``cache/fuzz/`` (git-ignored) unless ``--out`` says otherwise::
     cache/fuzz/seeds/verify/ signed PNG/JPEG (C2PA), unsigned, CMYK, 16-bit, animated,
                              truncated and bit-flipped variants, huge declared sizes
     cache/fuzz/seeds/native/ byte strings the native harness decodes into calls
+    cache/fuzz/seeds/structure/ byte strings the structure harness decodes into builds
 
 Usage: ``python fuzz/make_corpus.py [--out DIR]``. Idempotent; takes ~1 s.
 """
@@ -115,6 +116,13 @@ def verify_seeds(pki) -> dict[str, bytes]:
     key = signed_jpeg.index(b"dmake")
     seeds["regress_cbor_length.jpg"] = signed_jpeg[:key] + b"\x7a\x70\x00\x00\x00" + signed_jpeg[key + 5:]
     seeds["regress_thin.jpg"] = _encode(Image.new("RGB", (48, 4648), (120, 130, 140)), "JPEG")
+    # Issue 21: the same CBOR bomb behind stray bytes before the APP11 (c2pa walks past them, the
+    # old pre-flight stopped there), and a progressive JPEG with 300 empty scans.
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from _hostile_inputs import insert_before_marker, progressive_jpeg_with_scans
+
+    seeds["regress_stray_app11.jpg"] = insert_before_marker(seeds["regress_cbor_length.jpg"], 0xEB, b"\x00\x00\x00")
+    seeds["regress_scans.jpg"] = progressive_jpeg_with_scans(256, 256, 300)
     for name in ("signed.png", "signed.jpg"):
         base = seeds[name]
         stem, ext = name.split(".")
@@ -128,17 +136,17 @@ def verify_seeds(pki) -> dict[str, bytes]:
     return seeds
 
 
-def native_seeds() -> dict[str, bytes]:
-    """Byte strings for the native harness: each picks an operation with its first bytes."""
-    rng = np.random.default_rng(11)
+def native_seeds(seed: int = 11) -> dict[str, bytes]:
+    """Byte strings for a FuzzedDataProvider harness (native, structure): the first bytes pick the operation."""
+    rng = np.random.default_rng(seed)
     return {f"seed{i:02d}": rng.integers(0, 256, n, dtype=np.uint8).tobytes()
             for i, n in enumerate((16, 64, 64, 256, 256, 1024, 1024, 4096, 4096, 16384))}
 
 
 def make_all(out: Path = DEFAULT_OUT) -> dict[str, Path]:
-    """Write fixtures and seeds; returns the folders (``pki``, ``models``, ``seeds_verify``, ``seeds_native``)."""
+    """Write fixtures and seeds; returns the folders (``pki``, ``models``, ``seeds_*`` per target)."""
     dirs = {"pki": out / "pki", "models": out / "models", "seeds_verify": out / "seeds" / "verify",
-            "seeds_native": out / "seeds" / "native"}
+            "seeds_native": out / "seeds" / "native", "seeds_structure": out / "seeds" / "structure"}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     build_fan(dirs["models"])
@@ -147,6 +155,8 @@ def make_all(out: Path = DEFAULT_OUT) -> dict[str, Path]:
         (dirs["seeds_verify"] / name).write_bytes(data)
     for name, data in native_seeds().items():
         (dirs["seeds_native"] / name).write_bytes(data)
+    for name, data in native_seeds(21).items():
+        (dirs["seeds_structure"] / name).write_bytes(data)
     return dirs
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run each atheris fuzz target for N seconds and report execs/s, coverage and findings.
 #
-#   fuzz/run.sh [--seconds N] [--targets "native verify"] [--seed S]
+#   fuzz/run.sh [--seconds N] [--targets "native verify structure"] [--seed S]
 #
 # Seeds and fixtures come from fuzz/make_corpus.py (cache/fuzz/); the growing corpus
 # is kept in cache/fuzz/corpus/<target> between runs, logs in cache/fuzz/logs/, and
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
-targets="native verify"
+targets="native verify structure"
 seed_flag=()
 while [[ $# -gt 0 ]]; do
     case "$1" in

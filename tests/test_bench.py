@@ -58,3 +58,17 @@ def test_provenance_section(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_arguments(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", *args]) == 2
     assert "rawproof bench: error: --" in capsys.readouterr().err
+
+
+def test_develop_vs_rawpy_section_measures_both_on_the_sample_raw(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--repeat", "1", "--section", "develop_vs_rawpy", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    by_name = {r["name"]: r for r in rows}
+    ref = by_name.pop("rawpy.postprocess")
+    assert ref["x_rawpy"] == 1.0 and ref["ms"] > 0
+    assert by_name, "no shipped NIP was measured"
+    for r in by_name.values():
+        # the sample develops to the size LibRaw reports for it, give or take LibRaw's border crop
+        assert r["megapixels"] == pytest.approx(ref["megapixels"], rel=0.02)
+        assert r["ms_per_mp"] == pytest.approx(r["ms"] / r["megapixels"])
+        assert r["x_rawpy"] == pytest.approx(r["ms_per_mp"] / ref["ms_per_mp"])

@@ -311,18 +311,3 @@ class TestBench:
     def test_no_models(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("RAWPROOF_MODELS", str(tmp_path))
         assert bench_develop(64, 48) == []
-
-
-def test_paired_fan_goes_into_the_capture_assertion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A NIP whose metadata names its ``paired_fan`` signs that FAN's name and SHA-256 into the manifest."""
-    from _onnx_models import NipWeights, make_fan, make_nip, write_model
-    from rawproof.develop import _paired_fan
-    from rawproof.models import load_model_info
-
-    write_model(make_fan(5), tmp_path / "pf.onnx", {"name": "pf", "kind": "fan", "classes": ["native", "a", "b", "c", "d"]})
-    nip = write_model(make_nip(NipWeights(0)), tmp_path / "pn.onnx", {"name": "pn", "kind": "nip", "receptive_field": 5, "classes": [], "paired_fan": "pf"})
-    lone = write_model(make_nip(NipWeights(1)), tmp_path / "ln.onnx", {"name": "ln", "kind": "nip", "receptive_field": 5, "classes": [], "paired_fan": "absent"})
-    monkeypatch.setenv("RAWPROOF_MODELS", str(tmp_path))
-    ref = _paired_fan(load_model_info(nip))
-    assert ref is not None and ref.name == "pf" and ref.sha256 == load_model_info(tmp_path / "pf.onnx").sha256
-    assert _paired_fan(load_model_info(lone)) is None

@@ -72,10 +72,10 @@ class TestLoadModelInfo:
             ({"receptive_field": None}, r"lacks keys \['receptive_field'\]"),
             ({"sha256": None}, r"lacks keys \['sha256'\]"),
             ({"kind": "denoiser"}, "kind must be one of"),
-            ({"receptive_field": 0}, "receptive_field must be a positive int"),
-            ({"receptive_field": "5"}, "receptive_field must be a positive int"),
+            ({"receptive_field": 0}, "receptive_field must be an int in 1..4096"),
+            ({"receptive_field": "5"}, "receptive_field must be an int in 1..4096"),
             ({"sha256": "ABC"}, "sha256 must be 64"),
-            ({"size_multiple": 0}, "size_multiple must be a positive int"),
+            ({"size_multiple": 0}, "size_multiple must be an int in 1..256"),
         ],
     )
     def test_invalid_metadata(self, nip_path: Path, change: dict, match: str) -> None:

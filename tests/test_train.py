@@ -157,11 +157,19 @@ def test_fan_regime_freezes_nip(tiny_dataset: Path, tmp_path: Path) -> None:
     text = doc.read_text()
     assert "| fan | fan |" in text and "| 2x box down + dJPEG q50 444 (hard rounding) |" in text
     # columns: every channel of any run, by name, even when a NIP-only run is listed first
-    assert "| run | PSNR [dB] | SSIM | patches/class | jpeg50 | webp50 | web50 |" in text
+    assert ("| run | PSNR [dB] | SSIM | flat rows / cols vs ref | clipped -> 255 | patches/class | jpeg50 | webp50 | web50 | paper q50 |"
+            in text)
+    assert "product protocol (the headline)" in text and "Paper protocol only" not in text
+    # eval.json without a protocol (written before it existed) is listed apart, as the paper protocol
+    legacy = json.loads((tmp_path / "fan" / "eval.json").read_text())
+    del legacy["protocol"]
+    (tmp_path / "fan" / "eval.json").write_text(json.dumps(legacy))
+    assert "Paper protocol only" in write_report([tmp_path / "fan"], tmp_path / "report2", data=tiny_dataset).read_text()
     lines = text.splitlines()
-    assert [ln for ln in lines if ln.startswith("| nip |") and ln.endswith("| — | — | — |")]
-    assert [ln for ln in lines if ln.startswith("| fan |") and ln.endswith("| — |") and ln.count("—") == 1]
-    assert [ln for ln in lines if ln.startswith("| fan_web |") and ln.count("| — |") == 1]
+    assert [ln for ln in lines if ln.startswith("| nip |") and ln.endswith("| — | — | — | — |")]
+    # web50 was not measured for "fan", and no run asked for the paper protocol
+    assert [ln for ln in lines if ln.startswith("| fan |") and ln.endswith("| — | — |") and ln.count("—") == 2]
+    assert [ln for ln in lines if ln.startswith("| fan_web |") and ln.endswith("| — |") and ln.count("—") == 2]  # webp50, paper
     assert (tmp_path / "report" / "curves.png").exists()
 
 

@@ -197,7 +197,7 @@ def test_outside_the_trained_channel_is_inconclusive(monkeypatch, capsys, tmp_pa
     path.write_bytes(_png(edited))
     import sys
 
-    monkeypatch.setattr(sys.modules["rawproof.verify"], "_resolve_fan", lambda fan, capture: (jpeg_fan, "explicit", None))
+    monkeypatch.setattr(sys.modules["rawproof.verify"], "_resolve_fan", lambda fan, capture, models_dir=None: (jpeg_fan, "explicit", None))
     code, out = _run_cli([str(path)], monkeypatch, capsys)
     assert code == 2 and "NO_PROVENANCE_INCONCLUSIVE" in out and "outside the FAN's trained channel: a PNG image" in out
 

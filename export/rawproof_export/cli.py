@@ -1,7 +1,11 @@
 """``python -m rawproof_export``: checkpoint -> shipped ONNX model + JSON, with parity check.
 
-Example::
+Examples::
 
+    # a model pair (what ships): NIP + the FAN trained with it, each naming the other by SHA-256
+    python -m rawproof_export pair --nip-checkpoint runs/joint/nip.pt --fan-checkpoint runs/fanft/fan.pt \\
+        --name mysensor --tier cpu --out-dir models/
+    # one model
     python -m rawproof_export --kind nip --arch unet --checkpoint runs/unet/best.pt \\
         --out sdk/rawproof/models/unet.onnx --fp16 --metadata default=true
 
@@ -57,7 +61,73 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_pair_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m rawproof_export pair`` (see :mod:`rawproof_export.pair`)."""
+    p = argparse.ArgumentParser(
+        prog="python -m rawproof_export pair",
+        description="Export a NIP and the FAN trained with it as one model pair: <out-dir>/<name>.onnx and "
+                    "<out-dir>/fan_<name>.onnx, each naming the other by SHA-256, with tier, patch size, trained "
+                    "channel and input layout in their metadata. Give both checkpoints, or both ONNX files to re-pair.",
+    )
+    src = p.add_argument_group("source (checkpoints, or models already exported)")
+    src.add_argument("--nip-checkpoint", help="the NIP's nip.pt")
+    src.add_argument("--fan-checkpoint", help="the FAN's fan.pt (trained with that NIP)")
+    src.add_argument("--nip-onnx", help="an exported NIP .onnx (with its .json), instead of --nip-checkpoint")
+    src.add_argument("--fan-onnx", help="an exported FAN .onnx (with its .json), instead of --fan-checkpoint")
+    o = p.add_argument_group("pair")
+    o.add_argument("--name", required=True, help="pair name: the NIP file is NAME.onnx, the FAN fan_NAME.onnx")
+    o.add_argument("--tier", required=True, choices=["cpu", "full"], help="cpu: fast, default on CPU; full: most accurate, for accelerators")
+    o.add_argument("--out-dir", required=True, help="folder to write the pair into (e.g. a vendor's models folder)")
+    o.add_argument("--default", action="store_true", help="mark the pair default within its tier")
+    o.add_argument("--nip-metadata", nargs="*", default=[], metavar="K=V", help="extra/overriding NIP metadata (V parsed as JSON if valid)")
+    o.add_argument("--fan-metadata", nargs="*", default=[], metavar="K=V", help="extra/overriding FAN metadata, e.g. patch_size=64")
+    o.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset for checkpoints (default {DEFAULT_OPSET})")
+    o.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
+                   help="torch exporter for checkpoints; auto tries dynamo, then TorchScript")
+    o.add_argument("--fp16", action="store_true", help="ship float16 compute (float32 I/O) for both models, e.g. a full pair")
+    o.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs torch (default 1e-4)")
+    p.add_argument("--json", action="store_true", help="print the pair report as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    return p
+
+
+def _main_pair(argv: list[str]) -> int:
+    from rawproof_export.pair import export_pair, pair_exported
+
+    parser = build_pair_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ckpts, onnxs = (args.nip_checkpoint, args.fan_checkpoint), (args.nip_onnx, args.fan_onnx)
+    if not (all(ckpts) and not any(onnxs)) and not (all(onnxs) and not any(ckpts)):
+        parser.error("give --nip-checkpoint and --fan-checkpoint, or --nip-onnx and --fan-onnx")
+    try:
+        nip_meta, fan_meta = _parse_kv(args.nip_metadata), _parse_kv(args.fan_metadata)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    common = {"name": args.name, "tier": args.tier, "nip_metadata": nip_meta, "fan_metadata": fan_meta, "default": args.default}
+    try:
+        if all(ckpts):
+            rep = export_pair(args.nip_checkpoint, args.fan_checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance,
+                              exporter=args.exporter, fp16=args.fp16, **common)
+        else:
+            rep = pair_exported(args.nip_onnx, args.fan_onnx, args.out_dir, **common)
+    except ExportError as e:
+        print(f"rawproof_export pair: error: {e}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        print(f"pair {rep.name} (tier {rep.tier}) in {rep.nip.path.parent}")
+        print(f"  NIP {rep.nip.path.name} sha256 {rep.nip.sha256}")
+        print(f"  FAN {rep.fan.path.name} sha256 {rep.fan.sha256}, {rep.fan.metadata['patch_size']} px patches, "
+              f"trained channel {json.dumps(rep.fan.metadata['trained_channel'])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pair"]:
+        return _main_pair(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

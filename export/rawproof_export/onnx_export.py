@@ -63,6 +63,9 @@ __all__ = [
     "build_module",
     "export_model",
     "export_checkpoint",
+    "input_layout",
+    "write_model_file",
+    "trained_channel_from_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,11 +76,15 @@ FP16_TOLERANCE = 2e-2
 """Max abs difference allowed for the fp16 variant (sanity bound; the measured value is recorded)."""
 DEFAULT_OPSET = 18
 
-_INPUT_LAYOUT = {
-    ModelKind.NIP: "rggb: float32 N x 4 x h x w, channels (R, Gr, Gb, B), black-subtracted, "
-                   "white-normalised, white-balanced, linear [0,1]; rgb: float32 N x 3 x 2h x 2w sRGB nominal [0,1]",
-    ModelKind.FAN: "rgb: float32 N x 3 x H x W (128 x 128 patches), sRGB [0,1]; logits: float32 N x C",
-}
+
+
+def input_layout(kind: ModelKind, patch_size: int | None = None) -> str:
+    """The ``input_layout`` metadata text of the DESIGN.md contract (a FAN's names its patch size)."""
+    if kind is ModelKind.NIP:
+        return ("rggb: float32 N x 4 x h x w, channels (R, Gr, Gb, B), black-subtracted, white-normalised, white-balanced, "
+                "colour-corrected to linear sRGB primaries per 2x2 quad, [0,1]; rgb: float32 N x 3 x 2h x 2w sRGB nominal [0,1]")
+    size = f"{patch_size} x {patch_size}" if patch_size else "128 x 128"
+    return f"rgb: float32 N x 3 x H x W ({size} patches), sRGB [0,1]; logits: float32 N x C"
 
 
 class ExportError(RuntimeError):
@@ -124,6 +131,31 @@ class ExportReport:
     metadata: Mapping[str, Any]
     fp16_path: Path | None = None
     fp16_max_abs_diff: float | None = None
+
+
+def trained_channel_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trained_channel`` metadata of a training run's config (keys ``downscale``, ``quality``, ``subsampling``, ``resize``).
+
+    A list-valued key (a channel drawn per step) gives its first value as nominal and all values in
+    ``jpeg_qualities``/``subsampling``/``resize``.
+
+    Raises:
+        ExportError: the config lacks ``downscale`` or ``quality``.
+    """
+    if "downscale" not in config or "quality" not in config:
+        raise ExportError("the FAN checkpoint's config lacks downscale/quality; pass trained_channel in --fan-metadata")
+
+    def values(v: Any) -> list[Any]:
+        return list(dict.fromkeys(v if isinstance(v, list) else [v]))
+
+    qualities = [int(q) for q in values(config["quality"])]
+    out: dict[str, Any] = {"downscale": int(config["downscale"]), "jpeg_quality": qualities[0],
+                           "subsampling": [str(s) for s in values(config.get("subsampling", "444"))]}
+    if len(qualities) > 1:
+        out["jpeg_qualities"] = qualities
+    if "resize" in config:
+        out["resize"] = [str(r) for r in values(config["resize"])]
+    return out
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -252,7 +284,7 @@ def _torch_export(module: torch.nn.Module, kind: ModelKind, opset: int, exporter
     raise ExportError("ONNX export failed:\n" + "\n".join(errors))
 
 
-def _write(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> str:
+def write_model_file(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> str:
     """Set metadata_props, check, save the ONNX and the sibling JSON; return the file's sha256."""
     del model.metadata_props[:]
     for k, v in encode_metadata(metadata).items():
@@ -331,7 +363,7 @@ def export_model(
         "git_commit": _git_commit(),
         **{k: v for k, v in metadata.items() if k != "sha256"},
         "kind": kind.value,
-        "input_layout": _INPUT_LAYOUT[kind],
+        "input_layout": input_layout(kind, metadata.get("patch_size")),
     }
     if kind is ModelKind.NIP:
         rf = meta.get("receptive_field", getattr(module, "receptive_field", None))
@@ -359,13 +391,13 @@ def export_model(
     try:
         # Pass 1 measures parity; pass 2 records it in the metadata and re-checks the final file.
         written.append(out)
-        _write(model, out, meta)
+        write_model_file(model, out, meta)
         cases = _verify(module, out, parity_sizes, seed)
         worst = max(c.max_abs_diff for c in cases)
         if not worst <= tolerance:
             raise ExportError(f"parity failed: max abs diff {worst:.3g} > {tolerance:g} ({cases})")
         meta["parity_max_abs_diff"] = worst
-        sha = _write(model, out, meta)
+        sha = write_model_file(model, out, meta)
         cases = _verify(module, out, parity_sizes, seed)
         fp16_path = fp16_err = None
         if fp16:
@@ -376,12 +408,12 @@ def export_model(
             meta16 = {**meta, "name": f"{meta['name']}_fp16", "precision": "fp16", "parity_tolerance": FP16_TOLERANCE}
             meta16.pop("default", None)
             meta16.pop("parity_max_abs_diff")
-            _write(model16, fp16_path, meta16)
+            write_model_file(model16, fp16_path, meta16)
             fp16_err = max(c.max_abs_diff for c in _verify(module, fp16_path, parity_sizes, seed))
             if not fp16_err <= FP16_TOLERANCE:
                 raise ExportError(f"fp16 parity failed: max abs diff {fp16_err:.3g} > {FP16_TOLERANCE:g}")
             meta16["parity_max_abs_diff"] = fp16_err
-            _write(model16, fp16_path, meta16)
+            write_model_file(model16, fp16_path, meta16)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
@@ -408,7 +440,8 @@ def export_checkpoint(
 
     ``kind``/``arch``, when given, must agree with the checkpoint (``arch`` case-insensitively,
     as ``create_nip`` resolves names). ``metadata`` overrides
-    what the checkpoint provides; ``kwargs`` go to :func:`export_model`.
+    what the checkpoint provides; for a FAN, ``patch_size`` (NIP output patch / downscale) and
+    ``trained_channel`` come from its training config unless given. ``kwargs`` go to :func:`export_model`.
     """
     ckpt = load_checkpoint(checkpoint)
     if kind is not None and ModelKind(kind) is not ckpt.kind:
@@ -423,7 +456,13 @@ def export_checkpoint(
     }
     if ckpt.git_commit:
         meta["git_commit"] = ckpt.git_commit
-    if ckpt.kind is ModelKind.FAN:
-        meta["classes"] = list(ckpt.classes)
     meta.update(metadata or {})
+    if ckpt.kind is ModelKind.FAN:
+        meta.setdefault("classes", list(ckpt.classes))
+        # The facts verify needs, from the run's config when not given: the view the FAN was trained on
+        # (NIP output patch / downscale) and its channel. Without them verify would assume 128 px patches.
+        if "trained_channel" not in meta and "downscale" in ckpt.config and "quality" in ckpt.config:
+            meta["trained_channel"] = trained_channel_from_config(ckpt.config)
+        if "patch_size" not in meta and "patch" in ckpt.config and "downscale" in ckpt.config:
+            meta["patch_size"] = int(ckpt.config["patch"]) // int(ckpt.config["downscale"])
     return export_model(build_module(ckpt), ckpt.kind, out_path, meta, **kwargs)

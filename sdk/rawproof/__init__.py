@@ -40,7 +40,9 @@ from rawproof.provenance import (
     mosaic_sha256,
     sign_image,
 )
+from rawproof.pairs import ModelPair, list_pairs
 from rawproof.raw import CFA, RawFrame
+from rawproof.sensor import SensorSpec
 from rawproof.verify import Verdict, VerifyReport, save_heatmap, verify
 
 __all__ = [
@@ -49,6 +51,9 @@ __all__ = [
     "develop",
     "DevelopResult",
     "SensorBuffer",
+    "SensorSpec",
+    "ModelPair",
+    "list_pairs",
     "verify",
     "Fingerprint",
     "DeviceMatch",

@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rawproof.errors import VerificationError
+from rawproof.untrusted import dumps_strict, read_regular
 
 __all__ = [
     "BatchMode",
@@ -317,11 +318,12 @@ def verify_one(item: str, opts: BatchOptions) -> dict[str, Any]:
         per-class probabilities and timings, or a ``status = "error"`` row with the
         exception type and message.
     """
+    from rawproof.imageio import read_image_bytes
     from rawproof.verify import verify
 
     t0 = time.perf_counter()
     try:
-        data = _local_path(item).read_bytes()
+        data = read_image_bytes(_local_path(item))
         rep = verify(data, device_anchors=opts.device_anchors, trust_anchors=opts.trust_anchors,
                      tsa_anchors=opts.tsa_anchors, fan=opts.fan, stride=opts.stride, scale=opts.scale,
                      providers=opts.providers, threads=opts.threads, heatmap=False)
@@ -428,7 +430,7 @@ def _write_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for r in rows:
-                    fh.write(json.dumps(r) + "\n")
+                    fh.write(dumps_strict(r) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -451,7 +453,7 @@ class _Journal:
         self._last_sync = time.monotonic()
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        self._fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        self._fh.write("".join(dumps_strict(r) + "\n" for r in rows))
         self._fh.flush()
         if time.monotonic() - self._last_sync > 5:
             os.fsync(self._fh.fileno())
@@ -576,8 +578,10 @@ def _read_anchors(source: str | os.PathLike[str] | bytes | None) -> bytes | None
         return source
     if isinstance(source, str) and "-----BEGIN" in source:
         return source.encode()
+    from rawproof.provenance import MAX_PEM_BYTES
+
     try:
-        return Path(source).read_bytes()
+        return read_regular(Path(source), MAX_PEM_BYTES)
     except OSError as e:
         raise VerificationError(f"cannot read trust anchors: {e}") from e
 
@@ -764,7 +768,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors, providers=args.providers, threads=args.threads,
         chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty(),
     )
-    print(json.dumps(summary.to_dict(), indent=2))
+    print(dumps_strict(summary.to_dict(), indent=2))
     return 1 if summary.errors else 0
 
 

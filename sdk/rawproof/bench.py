@@ -8,7 +8,8 @@ threads calling a kernel at once overlap (the GIL is released).
 
 The report is a list of sections. Each section is a function ``(BenchConfig) ->
 list[BenchRow]``, named in :data:`SECTIONS`: ``kernels``, ``python_threads``, ``develop``
-(per-stage times for each shipped NIP), ``provenance`` (signing, validation) and
+(per-stage times for each shipped NIP), ``develop_vs_rawpy`` (the sample RAW through develop()
+beside rawpy's postprocess(), per megapixel), ``provenance`` (signing, validation),
 ``verify`` (signature + FAN over the image) and ``web`` (the verify page: upload to verdict
 next to verify()'s own time, and hostile uploads). ``--section`` picks some.
 
@@ -243,6 +244,39 @@ def develop_rows(cfg: BenchConfig) -> list[BenchRow]:
     return rows
 
 
+def rawpy_rows(cfg: BenchConfig) -> list[BenchRow]:
+    """Section ``develop_vs_rawpy``: the bundled sample RAW, file to 8-bit sRGB, through ``develop()`` (each
+    shipped NIP, unsigned) and through rawpy's ``postprocess()`` (LibRaw's default AHD demosaic, sRGB,
+    8 bit), what an integrator would use instead. Runs alternate (rawpy, then each NIP, ``repeat``
+    times) so both see the same machine load; ``ms`` is the best run, ``ms_per_mp`` per output
+    megapixel, ``x_rawpy`` the ratio of ms per megapixel to rawpy's.
+    """
+    import rawpy
+
+    from rawproof.demo import sample_raw_path
+    from rawproof.develop import develop
+    from rawproof.models import ModelKind, list_models
+
+    path = sample_raw_path()
+
+    def run_rawpy() -> np.ndarray:
+        with rawpy.imread(str(path)) as raw:
+            return raw.postprocess()
+
+    nips = list_models(ModelKind.NIP)
+    shapes = {"rawpy.postprocess": run_rawpy().shape[:2]}
+    for info in nips:  # warm-up: session creation is not part of a frame's cost
+        shapes[info.name] = develop(path, model=info).rgb.shape[:2]
+    best = dict.fromkeys(shapes, float("inf"))
+    for _ in range(max(1, cfg.repeat)):
+        best["rawpy.postprocess"] = min(best["rawpy.postprocess"], _best_ms(run_rawpy, 1))
+        for info in nips:
+            best[info.name] = min(best[info.name], _best_ms(lambda i=info: develop(path, model=i), 1))
+    per_mp = {k: best[k] / (h * w / 1e6) for k, (h, w) in shapes.items()}
+    return [BenchRow("develop_vs_rawpy", k, {"ms": best[k], "megapixels": shapes[k][0] * shapes[k][1] / 1e6, "ms_per_mp": per_mp[k],
+                                            "x_rawpy": per_mp[k] / per_mp["rawpy.postprocess"]}) for k in shapes]
+
+
 def signing_rows(cfg: BenchConfig) -> list[BenchRow]:
     """Section ``provenance``: C2PA signing of a JPEG of this size (thumbnail off/on) and validation."""
     from rawproof.provenance import bench_signing
@@ -269,6 +303,7 @@ SECTIONS: dict[str, Callable[[BenchConfig], list[BenchRow]]] = {
     "kernels": kernel_rows,
     "python_threads": overlap_rows,
     "develop": develop_rows,
+    "develop_vs_rawpy": rawpy_rows,
     "provenance": signing_rows,
     "verify": verify_rows,
     "web": web_rows,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import tempfile
 from importlib.resources import files
@@ -24,6 +23,7 @@ from rawproof.develop import develop
 from rawproof.errors import ModelError
 from rawproof.keygen import generate_test_pki
 from rawproof.provenance import Signer
+from rawproof.untrusted import dumps_strict
 from rawproof.verify import format_report, verify
 
 __all__ = ["sample_raw_path", "run_demo", "register"]
@@ -62,7 +62,7 @@ def run_demo(out_dir: Path, *, as_json: bool = False) -> int:
         shared_report = verify(shared_path, device_anchors=pki.root_cert)
     timings = {k: round(v, 1) for k, v in result.timings.as_dict().items()}
     if as_json:
-        print(json.dumps({
+        print(dumps_strict({
             "raw": raw.name, "model": {"name": result.model_name, "sha256": result.model_sha256},
             "provider": result.provider, "size": [result.width, result.height], "timings_ms": timings,
             "signed": {"path": str(signed_path), **signed_report.to_dict()},

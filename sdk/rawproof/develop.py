@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import enum
 import io
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -28,14 +27,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from rawproof.errors import ModelError, SigningError
-from rawproof.models import ModelInfo, ModelKind, find_model, list_models
+from rawproof.errors import RawFormatError, SigningError
+from rawproof.models import ModelInfo, ModelKind, list_models
+from rawproof.pairs import choose_nip, find_in_dirs, paired_fan
 from rawproof.raw import CFA, PixelFormat, RawFrame
-from rawproof.runtime import get_session
+from rawproof.runtime import get_session, resolve_providers
 from rawproof.tiling import run_nip
+from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
-    from rawproof.provenance import CaptureInfo, ModelRef, Signer
+    from rawproof.provenance import CaptureInfo, Signer
 
 __all__ = [
     "ImageEncoding",
@@ -45,6 +46,8 @@ __all__ = [
     "develop",
     "encode_image",
     "capture_exif",
+    "stretch_to_square",
+    "square_size",
     "bench_develop",
     "register",
 ]
@@ -93,7 +96,12 @@ class SensorBuffer:
         black: Black level, buffer DN: one value or (R, Gr, Gb, B).
         white: Saturation level, buffer DN.
         stride: Bytes per row; 0 = tightly packed.
-        wb: (R, G, B) or (R, Gr, Gb, B) white-balance gains, or ``None``.
+        wb: (R, G, B) or (R, Gr, Gb, B) white-balance gains; ``"auto"`` for grey-world gains
+            estimated from the frame; ``None`` for no white balance (raw sensor colour: usually
+            a strong green cast).
+        ccm: Camera RGB -> linear sRGB 3x3, or ``None`` (identity).
+        shift: Right-shift for data stored shifted up (see :meth:`RawFrame.from_buffer`).
+        pixel_aspect: Pixel width / height, 1 = square.
         camera, device_id: Free text for the capture assertion.
         capture_time: When the sensor was exposed (ISO 8601, with a UTC offset if the
             firmware knows its zone), as the firmware read its clock; ``None`` if unknown.
@@ -107,7 +115,10 @@ class SensorBuffer:
     black: float | tuple[float, float, float, float]
     white: float
     stride: int = 0
-    wb: tuple[float, ...] | None = None
+    wb: tuple[float, ...] | str | None = None
+    ccm: np.ndarray | tuple[tuple[float, ...], ...] | None = None
+    shift: int = 0
+    pixel_aspect: float = 1.0
     camera: str = ""
     device_id: str = ""
     capture_time: str | None = None
@@ -274,7 +285,8 @@ def _to_frame(raw: RawFrame | SensorBuffer | str | os.PathLike[str], threads: in
     if isinstance(raw, SensorBuffer):
         frame = RawFrame.from_buffer(
             raw.data, raw.width, raw.height, raw.fmt, raw.cfa, raw.black, raw.white,
-            stride=raw.stride, wb=raw.wb, camera=raw.camera, device_id=raw.device_id, threads=threads,
+            stride=raw.stride, wb=raw.wb, ccm=None if raw.ccm is None else np.asarray(raw.ccm, np.float32),
+            camera=raw.camera, device_id=raw.device_id, shift=raw.shift, pixel_aspect=raw.pixel_aspect, threads=threads,
         )
         return frame if raw.capture_time is None else dataclasses.replace(frame, capture_time=raw.capture_time)
     if isinstance(raw, (str, os.PathLike)):
@@ -282,21 +294,40 @@ def _to_frame(raw: RawFrame | SensorBuffer | str | os.PathLike[str], threads: in
     raise TypeError(f"develop() takes a RawFrame, SensorBuffer or file path, got {type(raw).__name__}")
 
 
-def _paired_fan(nip: ModelInfo) -> ModelRef | None:
-    """The FAN trained with this NIP (NIP metadata ``paired_fan``, a FAN name), if installed, for the capture assertion.
+def square_size(height: int, width: int, pixel_aspect: float) -> tuple[int, int]:
+    """(height, width) of an image of ``pixel_aspect`` (width / height) pixels resampled to square ones, as LibRaw sizes it."""
+    if pixel_aspect < 1:
+        return int(height / pixel_aspect + 0.5), width
+    return height, int(width * pixel_aspect + 0.5)
 
-    verify() then analyses the image with that FAN (matched by SHA-256) rather than the default one.
+
+def stretch_to_square(rgb: np.ndarray, pixel_aspect: float) -> np.ndarray:
+    """Resample an image of non-square pixels to square ones, as LibRaw's ``stretch()`` does.
+
+    ``pixel_aspect`` < 1 (tall pixels) adds rows: new height ``round(h / aspect)``; > 1 (wide
+    pixels) adds columns: new width ``round(w * aspect)``. Each new row (column) interpolates
+    linearly between the two source rows (columns) at ``i * aspect`` (``i / aspect``), the
+    last one repeated past the edge, rounded half up.
+
+    Args:
+        rgb: uint8 H x W x 3.
+        pixel_aspect: Pixel width / height.
+
+    Returns:
+        uint8 image, a new array (``rgb`` itself when the aspect is 1).
     """
-    from rawproof.provenance import ModelRef
-
-    name = nip.metadata.get("paired_fan")
-    if not name:
-        return None
-    try:
-        fan = find_model(str(name), ModelKind.FAN)
-    except ModelError:
-        return None
-    return ModelRef(fan.name, fan.sha256)
+    if pixel_aspect == 1:
+        return rgb
+    axis = 0 if pixel_aspect < 1 else 1
+    n = rgb.shape[axis]
+    new = square_size(rgb.shape[0], rgb.shape[1], pixel_aspect)[axis]
+    step = pixel_aspect if axis == 0 else 1.0 / pixel_aspect
+    pos = np.arange(new, dtype=np.float64) * step
+    i0 = np.minimum(pos.astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    frac = (pos - i0).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1)).astype(np.float32)
+    a, b = np.take(rgb, i0, axis=axis).astype(np.float32), np.take(rgb, i1, axis=axis).astype(np.float32)
+    return np.clip(a * (1 - frac) + b * frac + 0.5, 0, 255).astype(np.uint8)
 
 
 def _split_camera(camera: str) -> tuple[str, str]:
@@ -309,8 +340,11 @@ def develop(
     raw: RawFrame | SensorBuffer | str | os.PathLike[str],
     *,
     model: str | os.PathLike[str] | ModelInfo | None = None,
+    tier: str | None = None,
+    models_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     providers: Sequence[str] | str | None = None,
     tile: int | None = None,
+    stretch: bool = False,
     threads: int | None = None,
     signer: Signer | None = None,
     capture: CaptureInfo | None = None,
@@ -323,19 +357,29 @@ def develop(
     Args:
         raw: A :class:`RawFrame`, a camera RAW file path (:meth:`RawFrame.from_file`), or a
             :class:`SensorBuffer` (:meth:`RawFrame.from_buffer`).
-        model: NIP to use: ``None`` = default shipped NIP, a shipped name, an ``.onnx`` path
-            (with its JSON), or a :class:`ModelInfo`.
+        model: NIP to use: ``None`` = the NIP of an installed model pair of ``tier``
+            (:func:`rawproof.pairs.choose_nip`), a model name (looked up in ``models_dir``, then
+            the shipped models), an ``.onnx`` path (with its JSON), or a :class:`ModelInfo`.
+        tier: ``"cpu"`` or ``"full"`` when ``model`` is ``None``; ``None`` = by provider
+            (``full`` on an accelerator, ``cpu`` on CPUExecutionProvider; the one installed tier
+            if only one is). Ignored with an explicit ``model``.
+        models_dir: Folder(s) of exported pairs searched before the shipped models.
         providers: onnxruntime providers (see :func:`rawproof.runtime.resolve_providers`);
             ``None`` = best available (TensorRT > CUDA > CPU).
-        tile: Core tile side in stack pixels (``None`` = 512, ``0`` = whole frame at once).
+        tile: Core tile side in stack pixels (``None`` = :data:`rawproof.tiling.DEFAULT_TILE`, 1024; ``0`` = whole frame at once).
+        stretch: For a frame of non-square pixels (``pixel_aspect`` != 1, e.g. Kodak DC120):
+            resample the output to square pixels as LibRaw does (:func:`stretch_to_square`).
+            Without it such a frame is refused: the resampling also resamples the NIP's
+            traces, which its FAN was not trained to read.
         threads: Threads for native unpacking and onnxruntime; ``None`` = all cores.
         signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``).
-        capture: Base capture assertion (e.g. with ``capture_time`` or ``fan``); its
-            ``raw_sha256``, ``nip`` and ``develop`` settings are always replaced by what
-            this call actually did, and a missing ``develop_time`` is set. Default: built
-            from the frame: camera, capture time from the RAW's own metadata (absent if
-            it has none), device id from the frame, else the signing certificate's
-            identity (:attr:`Signer.device_id`).
+        capture: Base capture assertion (e.g. with ``capture_time``); its ``raw_sha256``,
+            ``nip``, ``fan`` and ``develop`` settings are always replaced by what this call
+            actually did: the NIP and the FAN paired with it (``None`` when it has none
+            installed), and a missing ``develop_time`` is set. Default: built from the
+            frame: camera, capture time from the RAW's own metadata (absent if it has none),
+            device id from the frame, else the signing certificate's identity
+            (:attr:`Signer.device_id`).
         fmt, quality, subsampling: Encoding of the signed image (quality and chroma
             subsampling for JPEG only); recorded as they were in the capture assertion's
             ``develop`` settings. The signed file also carries the capture's EXIF
@@ -345,7 +389,7 @@ def develop(
         :class:`DevelopResult`.
 
     Raises:
-        RawFormatError: unreadable or inconsistent RAW input.
+        RawFormatError: unreadable or inconsistent RAW input, or non-square pixels without ``stretch``.
         ModelError: no/missing/corrupt/tampered model or one that breaks the contract.
         ProviderError: an unavailable provider was asked for.
         SigningError: signing failed.
@@ -364,10 +408,20 @@ def develop(
     if subsampling not in PILLOW_SUBSAMPLING:
         raise ValueError(f"subsampling must be one of {list(PILLOW_SUBSAMPLING)}, got {subsampling!r}")
     # Resolve the model first: a missing model should fail before seconds of unpacking.
-    info = find_model(model, ModelKind.NIP)
+    if model is None:
+        info = choose_nip(tier, resolve_providers(providers)[0], models_dir)
+    else:
+        info = find_in_dirs(model, ModelKind.NIP, models_dir)
     session = get_session(info, ModelKind.NIP, providers=providers, threads=nthreads)
     t0 = time.perf_counter()
     frame = _to_frame(raw, nthreads)
+    if frame.pixel_aspect != 1 and not stretch:
+        sq_h, sq_w = square_size(frame.height, frame.width, frame.pixel_aspect)
+        raise RawFormatError(
+            f"pixels are not square (aspect {frame.pixel_aspect:.4f}): {frame.width}x{frame.height} would be {sq_w}x{sq_h} as LibRaw "
+            "develops it; pass stretch=True (--stretch) to resample the output to square pixels (its traces are then "
+            "resampled too, which the paired FAN was not trained to read)"
+        )
     t1 = time.perf_counter()
     stack = frame.to_stack(colour=True, threads=nthreads)
     t2 = time.perf_counter()
@@ -375,7 +429,7 @@ def develop(
     t3 = time.perf_counter()
     tiled = run_nip(session, stack, tile=tile)
     del stack
-    rgb = tiled.rgb
+    rgb = stretch_to_square(tiled.rgb, frame.pixel_aspect)
     rgb.flags.writeable = False
     encode_ms = sign_ms = 0.0
     signed = signed_capture = None
@@ -384,18 +438,21 @@ def develop(
 
         codec = {"quality": int(quality), "subsampling": subsampling} if enc is ImageEncoding.JPEG else {}
         settings = {"format": enc.value, **codec, "tile": tile, "provider": session.provider,
-                    "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+                    "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "tier": info.tier,
+                    **({"pixel_aspect": frame.pixel_aspect} if frame.pixel_aspect != 1 else {})}
         nip_ref = provenance.ModelRef(info.name, info.sha256)
+        fan = paired_fan(info, models_dir)
+        fan_ref = None if fan is None else provenance.ModelRef(fan.name, fan.sha256)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if capture is None:
             make, cam_model = _split_camera(frame.camera)
             signed_capture = provenance.CaptureInfo(
                 camera_make=make, camera_model=cam_model, device_id=frame.device_id or signer.device_id, raw_sha256=raw_sha,
-                nip=nip_ref, capture_time=frame.capture_time, develop=settings, fan=_paired_fan(info), develop_time=now,
+                nip=nip_ref, capture_time=frame.capture_time, develop=settings, fan=fan_ref, develop_time=now,
             )
         else:
             base = {k: v for k, v in capture.develop.items() if k not in ("quality", "subsampling")}
-            signed_capture = dataclasses.replace(capture, raw_sha256=raw_sha, nip=nip_ref, develop={**base, **settings},
+            signed_capture = dataclasses.replace(capture, raw_sha256=raw_sha, nip=nip_ref, fan=fan_ref, develop={**base, **settings},
                                                  develop_time=capture.develop_time or now)
         t4 = time.perf_counter()
         encoded = encode_image(rgb, enc, quality, subsampling=subsampling, exif=capture_exif(signed_capture))
@@ -466,8 +523,9 @@ def _run_cli(args: argparse.Namespace) -> int:
     elif args.tsa:
         raise SigningError("--tsa needs --sign-cert and --sign-key")
     try:
-        res = develop(args.file, model=args.model, providers=args.providers, tile=args.tile, threads=args.threads,
-                      signer=signer, fmt=enc, quality=args.quality, subsampling=args.subsampling)
+        res = develop(_cli_input(args), model=args.model, tier=args.tier, models_dir=args.models, providers=args.providers,
+                      tile=args.tile, threads=args.threads, stretch=args.stretch, signer=signer, fmt=enc, quality=args.quality,
+                      subsampling=args.subsampling)
     finally:
         if signer is not None:
             signer.close()
@@ -475,9 +533,11 @@ def _run_cli(args: argparse.Namespace) -> int:
     out = res.save(args.out, quality=args.quality)
     write_ms = (time.perf_counter() - t) * 1e3
     if args.json:
-        print(json.dumps({
+        print(dumps_strict({
             "input": str(args.file), "output": str(out), "width": res.width, "height": res.height,
-            "model": {"name": res.model_name, "sha256": res.model_sha256}, "provider": res.provider,
+            "model": {"name": res.model_name, "sha256": res.model_sha256},
+            "fan": None if res.capture is None or res.capture.fan is None else {"name": res.capture.fan.name, "sha256": res.capture.fan.sha256},
+            "provider": res.provider,
             "raw_sha256": res.raw_sha256, "tiles": res.tiles, "signed": res.signed is not None,
             "timings_ms": {**res.timings.as_dict(), "write_ms": write_ms},
         }, indent=2))
@@ -489,15 +549,66 @@ def _run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+_DUMP_FLAGS = ("format", "width", "height", "stride", "cfa", "black", "white", "wb", "ccm", "shift", "pixel_aspect")
+
+
+def _cli_input(args: argparse.Namespace) -> RawFrame | str:
+    """The RAW to develop: a camera file, or a dump described by its sensor manifest entry and/or flags (flags win)."""
+    from rawproof.sensor import SensorSpec, find_entry
+
+    flags = {k: getattr(args, k) for k in _DUMP_FLAGS if getattr(args, k) is not None}
+    found = find_entry(args.file, args.sensor)  # --sensor, else a manifest.json beside or above the file
+    if found is None and not flags:
+        return args.file  # a camera file
+    entry, root = found if found is not None else ({"path": Path(args.file).name}, Path(args.file).resolve().parent)
+
+    def numbers(flag: str) -> list[float]:
+        try:
+            return [float(v) for v in flags[flag].split(",")]
+        except ValueError:
+            raise RawFormatError(f"--{flag} takes comma-separated numbers, got {flags[flag]!r}") from None
+
+    if "format" in flags:
+        flags["container"] = flags.pop("format")
+    if "wb" in flags and flags["wb"] != "auto":
+        flags["wb"] = numbers("wb")
+    if "ccm" in flags:
+        vals = numbers("ccm")
+        flags["ccm"] = [vals[0:3], vals[3:6], vals[6:9]] if len(vals) == 9 else vals
+    if "black" in flags:
+        vals = numbers("black")
+        flags["black"] = vals[0] if len(vals) == 1 else vals
+    spec = SensorSpec.from_entry({**entry, **flags, "path": entry["path"]}, f"{args.file}")
+    return spec.read(root, threads=int(args.threads or 0))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``rawproof develop FILE -o OUT [--model] [--providers] [--tile] [--json]``."""
-    p = subparsers.add_parser("develop", help="develop a RAW file through a NIP into JPEG/PNG",
-                              description="Develop a camera RAW file with a neural imaging pipeline (ONNX).")
-    p.add_argument("file", help="camera RAW file (DNG, NEF, CR2, ...)")
+    """Add ``rawproof develop FILE -o OUT [--model | --tier] [--models DIR] [--sensor JSON | dump flags] [--json]``."""
+    p = subparsers.add_parser("develop", help="develop a RAW file or sensor dump through a NIP into JPEG/PNG",
+                              description="Develop a camera RAW file or a headerless sensor dump with a neural imaging "
+                                          "pipeline (ONNX). A dump is described by its sensor manifest entry (--sensor, or a "
+                                          "manifest.json beside it; schema in docs/raw_ingest.md) and/or the dump flags.")
+    p.add_argument("file", help="camera RAW file (DNG, NEF, CR2, ...) or sensor dump")
     p.add_argument("-o", "--out", help="output .jpg/.jpeg/.png (default: FILE with .jpg)")
-    p.add_argument("--model", help="NIP name or .onnx path (default: the shipped default NIP)")
+    p.add_argument("--model", help="NIP name or .onnx path (default: the NIP of an installed pair of the tier)")
+    p.add_argument("--tier", choices=["cpu", "full"], help="pair tier when no --model (default: full on an accelerator, cpu on CPU)")
+    p.add_argument("--models", metavar="DIR", action="append", help="folder of exported pairs, searched before the shipped models")
+    p.add_argument("--stretch", action="store_true", help="resample non-square pixels to square, as LibRaw does (else refused)")
+    d = p.add_argument_group("sensor dumps (fields of the sensor manifest entry; flags override the entry)")
+    d.add_argument("--sensor", metavar="MANIFEST", help="sensor manifest listing FILE (default: a manifest.json beside or above it)")
+    d.add_argument("--format", choices=["raw10", "raw12", "raw14", "u16le", "u8", "pgm16be", "png16"], help="dump container")
+    d.add_argument("--width", type=int, help="mosaic width, pixels")
+    d.add_argument("--height", type=int, help="mosaic height, pixels")
+    d.add_argument("--stride", type=int, help="bytes per row (0 = tightly packed)")
+    d.add_argument("--cfa", choices=[c.value for c in CFA], help="top-left 2x2 pattern")
+    d.add_argument("--black", help="black level, DN: one value or R,Gr,Gb,B")
+    d.add_argument("--white", type=float, help="saturation level, DN")
+    d.add_argument("--wb", help="R,G,B or R,Gr,Gb,B gains, or auto (grey-world); default none (green cast)")
+    d.add_argument("--ccm", help="camera RGB -> linear sRGB, 9 numbers row-major")
+    d.add_argument("--shift", type=int, help="right-shift of data stored shifted up")
+    d.add_argument("--pixel-aspect", dest="pixel_aspect", type=float, help="pixel width / height (default 1)")
     p.add_argument("--providers", help="comma-separated onnxruntime providers, e.g. cuda,cpu (default: best available)")
-    p.add_argument("--tile", type=int, default=None, help="core tile side in stack pixels (default 512; 0 = whole frame)")
+    p.add_argument("--tile", type=int, default=None, help="core tile side in stack pixels (default 1024; 0 = whole frame)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..95 (default 95)")
     p.add_argument("--subsampling", default="420", choices=["444", "422", "420"], help="JPEG chroma subsampling (default 420)")

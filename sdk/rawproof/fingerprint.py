@@ -54,6 +54,7 @@ import pywt
 
 from rawproof.errors import FingerprintError
 from rawproof.imageio import MAX_PIXELS, ImageSource, decode_rgb
+from rawproof.untrusted import loads_strict, read_regular
 
 __all__ = [
     "PCE_THRESHOLD",
@@ -98,6 +99,16 @@ _MAGIC = b"RPFP"
 # magic, version, dtype code, reserved, height, width, frames, metadata length, SHA-256 of (metadata + payload)
 _HEADER = struct.Struct("<4sHBBIIII32s")
 _DTYPES = {1: np.dtype("<f2"), 2: np.dtype("<f4")}
+
+MAX_META_BYTES = 16 << 20
+"""Largest metadata block accepted in a fingerprint file, bytes."""
+
+MAX_ABS_K = 65536.0
+"""Largest ``|K|`` a fingerprint may hold. By Cauchy-Schwarz, :func:`estimate_fingerprint`
+gives ``|K| <= max|W| sqrt(N) / 2`` for residuals of 8-bit images (``|W|`` well under 512)
+and N images, and the zero-mean and Wiener steps at most double it, so this is only
+exceeded by a file that was not enrolled (it would overflow float32 arithmetic in
+:func:`match`)."""
 _DTYPE_CODES = {"float16": 1, "float32": 2}
 
 
@@ -317,6 +328,14 @@ def pce(residual: np.ndarray, signal: np.ndarray, *, neighbourhood: int = NEIGHB
     b = np.asarray(signal, np.float64)
     a = a - a.mean()
     b = b - b.mean()
+    # PCE does not change when a or b is scaled; unit peak magnitude keeps xc^2 finite for
+    # any finite input (huge finite fingerprint values overflowed it to inf, and PCE to NaN).
+    for v in (a, b):
+        top = np.max(np.abs(v)) if v.size else 0.0
+        if not np.isfinite(top):
+            raise FingerprintError("non-finite values in the residual or the fingerprint signal")
+        if top > 0:
+            v /= top
     xc = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=a.shape)
     peak = float(xc[0, 0])
     r = neighbourhood // 2
@@ -403,6 +422,8 @@ class Fingerprint:
             raise FingerprintError(f"{source}: unknown payload dtype code {code}")
         if h < 1 or w < 1 or h * w > MAX_PIXELS:
             raise FingerprintError(f"{source}: implausible dimensions {w}x{h}")
+        if meta_len > MAX_META_BYTES:
+            raise FingerprintError(f"{source}: metadata block of {meta_len} bytes, above {MAX_META_BYTES}")
         expected = _HEADER.size + meta_len + h * w * _DTYPES[code].itemsize
         if len(data) != expected:
             kind = "truncated" if len(data) < expected else "has trailing bytes"
@@ -411,19 +432,21 @@ class Fingerprint:
         if hashlib.sha256(body).digest() != digest:
             raise FingerprintError(f"{source}: checksum mismatch (file corrupt)")
         try:
-            meta = json.loads(body[:meta_len].decode()) if meta_len else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            meta = loads_strict(body[:meta_len].decode()) if meta_len else {}
+        except (UnicodeDecodeError, ValueError) as e:
             raise FingerprintError(f"{source}: unreadable metadata: {e}") from e
         k = np.frombuffer(body, dtype=_DTYPES[code], offset=meta_len).reshape(h, w).astype(np.float32)
         if not np.all(np.isfinite(k)):
             raise FingerprintError(f"{source}: non-finite values in the payload")
+        if k.size and float(np.max(np.abs(k))) > MAX_ABS_K:
+            raise FingerprintError(f"{source}: fingerprint values beyond +-{MAX_ABS_K:g} cannot come from enrolment")
         return cls(k=k, frames=int(frames), meta=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Fingerprint:
         """Read a file written by :meth:`save` (see :meth:`from_bytes` for what is refused)."""
         try:
-            data = Path(path).read_bytes()
+            data = read_regular(Path(path), _HEADER.size + MAX_META_BYTES + MAX_PIXELS * 4)
         except OSError as e:
             raise FingerprintError(f"cannot read fingerprint {path}: {e}") from e
         return cls.from_bytes(data, source=str(path))

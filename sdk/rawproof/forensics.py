@@ -234,6 +234,40 @@ def channel_mismatch(trained_channel: Mapping[str, Any], image_format: str, jpeg
     return None
 
 
+MAX_PATCH_SIZE = 1024
+"""Largest FAN ``patch_size`` accepted, pixels."""
+
+MAX_DOWNSCALE = 16.0
+"""Largest ``trained_channel["downscale"]`` accepted (the shipped channel uses 2)."""
+
+
+def _is_int_in(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _trained_channel_problem(channel: Any) -> str | None:
+    """What is wrong with a ``trained_channel`` value (None when it is usable).
+
+    The values become a resize factor and JPEG settings: a NaN, infinite, zero or huge
+    downscale, or a quality outside 1..100, must not reach numpy or the encoder.
+    """
+    if not isinstance(channel, Mapping):
+        return "must be an object"
+    down = channel.get("downscale", 1)
+    if not isinstance(down, (int, float)) or isinstance(down, bool) or not math.isfinite(down) or not 1 <= down <= MAX_DOWNSCALE:
+        return f"downscale must be a finite number in [1, {MAX_DOWNSCALE:g}]"
+    q = channel.get("jpeg_quality")
+    if q is not None and not _is_int_in(q, 1, 100):
+        return "jpeg_quality must be null or an int in 1..100"
+    qs = channel.get("jpeg_qualities")
+    if qs is not None and (not isinstance(qs, list) or not qs or not all(_is_int_in(v, 1, 100) for v in qs)):
+        return "jpeg_qualities must be a non-empty list of ints in 1..100"
+    subs = channel.get("subsampling")
+    if subs is not None and (not isinstance(subs, list) or not subs or not all(isinstance(v, str) for v in subs)):
+        return "subsampling must be a non-empty list of names"
+    return None
+
+
 def fan_config(info: ModelInfo) -> FanConfig:
     """Read :class:`FanConfig` from a FAN's metadata (defaults where keys are absent).
 
@@ -247,12 +281,12 @@ def fan_config(info: ModelInfo) -> FanConfig:
     if "native" not in info.classes:
         raise ModelError(f"FAN classes {list(info.classes)} lack 'native'", path=info.path)
     ps = meta.get("patch_size", DEFAULT_PATCH_SIZE)
-    if not isinstance(ps, int) or isinstance(ps, bool) or ps < 8:
-        raise ModelError(f"patch_size must be an int >= 8, got {ps!r}", path=info.path)
+    if not isinstance(ps, int) or isinstance(ps, bool) or not 8 <= ps <= MAX_PATCH_SIZE:
+        raise ModelError(f"patch_size must be an int in 8..{MAX_PATCH_SIZE}, got {ps!r}", path=info.path)
     channel = meta.get("trained_channel", DEFAULT_TRAINED_CHANNEL)
-    down = channel.get("downscale", 1) if isinstance(channel, Mapping) else None
-    if not isinstance(down, (int, float)) or isinstance(down, bool) or down < 1:
-        raise ModelError(f"trained_channel must be an object with downscale >= 1, got {channel!r}", path=info.path)
+    why = _trained_channel_problem(channel)
+    if why:
+        raise ModelError(f"trained_channel {why}: {channel!r}"[:400], path=info.path)
     return FanConfig(
         patch_size=ps,
         trained_channel=dict(channel),
@@ -378,7 +412,8 @@ class ForensicAnalysis:
         reason: Why the analysis is unavailable, else ``None``.
         fan_name, fan_sha256: The FAN used, or ``None``.
         fan_source: ``"explicit"`` (``fan=``), ``"manifest"`` (named by the capture
-            assertion and found locally by sha256) or ``"default"`` (shipped default).
+            assertion and found locally by sha256), ``"pair"`` (paired with the NIP the capture
+            assertion names) or ``"default"`` (shipped default).
         provider: onnxruntime provider that ran the FAN.
         classes: FAN classes, logit order.
         image_size: (height, width) of the decoded input, pixels.

@@ -20,7 +20,11 @@ Where the store lives:
 
 * JPEG: APP11 segments ``FF EB``, each ``Lp(2) "JP" En(2) Z(4)`` then box bytes; the
   segments of one box instance ``En`` are joined in order of ``Z``, each continuation
-  repeating the box header (``LBox TBox`` and ``XLBox`` if used), which is dropped.
+  repeating the box header (``LBox TBox`` and ``XLBox`` if used), which is dropped. The
+  segments are found the way c2pa's JPEG reader walks them, stray bytes between segments
+  included, and also the way libjpeg does (:mod:`rawproof.containers`); a pre-flight that
+  stopped at the first stray byte let c2pa reach a mutated store behind it (~1.9 GB for a
+  7.6 kB file).
 * PNG: the payload of the ``caBX`` chunk.
 * WebP: the payload of the RIFF ``C2PA`` chunk.
 """
@@ -28,6 +32,8 @@ Where the store lives:
 from __future__ import annotations
 
 import cbor2
+
+from rawproof.containers import jpeg_segments
 
 __all__ = ["JumbfError", "manifest_stores", "check_boxes", "check_manifest_boxes"]
 
@@ -40,30 +46,24 @@ class JumbfError(ValueError):
 
 
 def _jpeg_stores(data: bytes) -> list[bytes]:
-    parts: dict[int, list[tuple[int, bytes]]] = {}
-    i = 2
-    while i + 4 <= len(data) and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            i += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image: no more headers
-            break
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        seg = data[i + 4 : i + 2 + length]
-        if marker == 0xEB and len(seg) >= 8 and seg[:2] == b"JP":
-            en, z = int.from_bytes(seg[2:4], "big"), int.from_bytes(seg[4:8], "big")
-            parts.setdefault(en, []).append((z, seg[8:]))
-        i += 2 + max(length, 2)
+    # Both readers' walks (rawproof.containers): c2pa's own, which reads past stray bytes and
+    # stops at the first SOS, and libjpeg's, which also reads the segments between scans. A
+    # store either of them would hand to a parser is checked.
     stores = []
-    for pieces in parts.values():
-        pieces.sort(key=lambda p: p[0])
-        first = pieces[0][1]
-        header = 16 if first[:4] == b"\x00\x00\x00\x01" else 8
-        stores.append(first + b"".join(p[header:] for _, p in pieces[1:]))
+    for dialect in ("c2pa", "libjpeg"):
+        parts: dict[int, list[tuple[int, bytes]]] = {}
+        for seg in jpeg_segments(data, dialect):
+            payload = data[seg.start : seg.end]
+            if seg.marker == 0xEB and len(payload) >= 8 and payload[:2] == b"JP":
+                en, z = int.from_bytes(payload[2:4], "big"), int.from_bytes(payload[4:8], "big")
+                parts.setdefault(en, []).append((z, payload[8:]))
+        for pieces in parts.values():
+            pieces.sort(key=lambda p: p[0])
+            first = pieces[0][1]
+            header = 16 if first[:4] == b"\x00\x00\x00\x01" else 8
+            store = first + b"".join(p[header:] for _, p in pieces[1:])
+            if store not in stores:
+                stores.append(store)
     return stores
 
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-__all__ = ["KeyAlg", "TestPki", "generate_test_pki", "TEST_CREDENTIALS_WARNING", "C2PA_CLAIM_SIGNING_OID", "register"]
+__all__ = ["KeyAlg", "TestPki", "MAX_VALID_DAYS", "generate_test_pki", "TEST_CREDENTIALS_WARNING", "C2PA_CLAIM_SIGNING_OID", "register"]
 
 C2PA_CLAIM_SIGNING_OID = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
 """Extended key usage ``c2pa-kp-claimSigning`` defined by the C2PA specification (2.1+)."""
@@ -127,6 +127,11 @@ def _pem_key(key: object) -> bytes:
     )
 
 
+MAX_VALID_DAYS = 36_500
+"""Longest device certificate lifetime (days, ~100 years). The root lives 10 times as long,
+and X.509 validity ends at year 9999, so larger values cannot be encoded."""
+
+
 def generate_test_pki(
     out_dir: str | Path,
     *,
@@ -157,12 +162,14 @@ def generate_test_pki(
         ``device_key.pem``.
 
     Raises:
-        ValueError: Unknown ``alg``, non-positive ``valid_days``, naive datetimes, or
-            ``not_after`` not after ``not_before``.
+        ValueError: Unknown ``alg``, ``valid_days`` outside 1..:data:`MAX_VALID_DAYS`,
+            naive datetimes, or ``not_after`` not after ``not_before``.
+        OSError: ``out_dir`` exists and is not a folder (``NotADirectoryError``), or a file
+            cannot be written.
     """
     key_alg = KeyAlg.parse(alg)
-    if valid_days <= 0:
-        raise ValueError(f"valid_days must be positive, got {valid_days}")
+    if isinstance(valid_days, bool) or not isinstance(valid_days, int) or not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise ValueError(f"valid_days must be an integer in 1..{MAX_VALID_DAYS}, got {valid_days!r}")
     for label, t in (("not_before", not_before), ("not_after", not_after)):
         if t is not None and t.tzinfo is None:
             raise ValueError(f"{label} must be timezone-aware")
@@ -172,6 +179,8 @@ def generate_test_pki(
         raise ValueError(f"not_after ({end.isoformat()}) must be after not_before ({start.isoformat()})")
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     sig_hash = _cert_hash(key_alg)
 

@@ -17,12 +17,13 @@ import enum
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rawproof.errors import ModelError
+from rawproof.untrusted import read_json_file
 
 __all__ = [
     "ModelKind",
@@ -34,12 +35,33 @@ __all__ = [
     "load_model_info",
     "list_models",
     "find_model",
+    "JSON_ONLY_KEYS",
+    "TIERS",
+    "model_dirs",
+    "rewrite_metadata",
 ]
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "name", "kind", "architecture", "input_layout", "trained_on", "config", "git_commit", "metrics",
 )
 """Keys every model's metadata must have (plus ``classes`` for a FAN, ``receptive_field`` for a NIP)."""
+
+MAX_SIZE_MULTIPLE = 256
+"""Largest ``size_multiple`` accepted (a 8-level UNet needs 256); tiles are padded to it."""
+
+MAX_RECEPTIVE_FIELD = 4096
+"""Largest NIP ``receptive_field`` accepted, output pixels; tiling adds it as a margin."""
+
+MAX_METADATA_BYTES = 16 << 20
+"""Largest metadata JSON read, bytes."""
+
+JSON_ONLY_KEYS: tuple[str, ...] = ("sha256", "paired")
+"""Keys kept in the JSON only, never in the ONNX ``metadata_props``: a file cannot hold its own hash, nor
+its partner's (``paired``), which depends on its own bytes when the partner names it back."""
+
+TIERS: tuple[str, ...] = ("cpu", "full")
+"""Model pair tiers: ``cpu`` (fast, the default on CPUExecutionProvider) and ``full`` (most accurate, for
+CUDA/TensorRT/other accelerators). See :mod:`rawproof.pairs`."""
 
 
 class ModelKind(str, enum.Enum):
@@ -101,6 +123,18 @@ class ModelInfo:
         return int(self.metadata.get("size_multiple", 1))
 
     @property
+    def tier(self) -> str | None:
+        """``"cpu"`` or ``"full"`` (metadata ``tier``), ``None`` for a model exported outside a pair."""
+        t = self.metadata.get("tier")
+        return None if t is None else str(t)
+
+    @property
+    def paired(self) -> Mapping[str, str] | None:
+        """The partner of a model pair: ``{"kind", "name", "sha256"}`` (JSON ``paired``), else ``None``."""
+        p = self.metadata.get("paired")
+        return p if isinstance(p, Mapping) else None
+
+    @property
     def is_default(self) -> bool:
         """True when the JSON marks this model ``"default": true`` for its kind."""
         return bool(self.metadata.get("default", False))
@@ -112,15 +146,39 @@ def models_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent / "models"
 
 
+def model_dirs(extra: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """Folders searched for models, in priority order: ``extra`` (one folder or several) then :func:`models_dir`.
+
+    A vendor's exported pairs live in their own folder (``--models DIR``); the shipped ones stay searched after it.
+
+    Raises:
+        ModelError: a folder in ``extra`` does not exist (a typo would otherwise pass silently).
+    """
+    if extra is None:
+        extras: list[Path] = []
+    elif isinstance(extra, (str, os.PathLike)):
+        extras = [Path(extra)]
+    else:
+        extras = [Path(e) for e in extra]
+    for d in extras:
+        if not d.is_dir():
+            raise ModelError("models folder not found", path=d)
+    out: list[Path] = []
+    for d in [*extras, models_dir()]:
+        if d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     """The ONNX ``metadata_props`` form of ``metadata``: strings as is, other values as JSON text.
 
-    ``sha256`` is dropped: a file cannot contain its own hash.
+    :data:`JSON_ONLY_KEYS` (``sha256``, ``paired``) are dropped: a file cannot contain its own hash.
     """
     return {
         str(k): v if isinstance(v, str) else json.dumps(v, sort_keys=True)
         for k, v in metadata.items()
-        if k != "sha256"
+        if k not in JSON_ONLY_KEYS
     }
 
 
@@ -141,8 +199,11 @@ def load_model_info(path: str | Path) -> ModelInfo:
     opens the model.
 
     Raises:
-        ModelError: the ``.onnx`` or its JSON is missing, the JSON is malformed, a key
-            is missing, or ``kind``/``receptive_field``/``classes`` are invalid.
+        ModelError: the ``.onnx`` or its JSON is missing, the JSON is malformed (including
+            ``NaN``/``Infinity``, numbers overflowing a float, and nesting too deep to
+            parse; :func:`rawproof.untrusted.loads_strict`), not a regular file or above
+            16 MiB, a key is missing, or ``kind``/``receptive_field``/``classes``/``size_multiple``
+            are invalid or out of range.
     """
     onnx_path = Path(path)
     if onnx_path.suffix != ".onnx":
@@ -151,10 +212,10 @@ def load_model_info(path: str | Path) -> ModelInfo:
         raise ModelError("model file not found", path=onnx_path)
     json_path = onnx_path.with_suffix(".json")
     try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        meta = read_json_file(json_path, MAX_METADATA_BYTES)
     except FileNotFoundError:
         raise ModelError(f"metadata file {json_path.name} not found beside the model", path=onnx_path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise ModelError(f"unreadable metadata {json_path.name}: {e}", path=onnx_path) from e
     if not isinstance(meta, dict):
         raise ModelError(f"{json_path.name} must hold a JSON object", path=onnx_path)
@@ -176,16 +237,26 @@ def load_model_info(path: str | Path) -> ModelInfo:
     classes: tuple[str, ...] = ()
     if kind is ModelKind.NIP:
         rf = meta["receptive_field"]
-        if not isinstance(rf, int) or isinstance(rf, bool) or rf < 1:
-            raise ModelError(f"receptive_field must be a positive int, got {rf!r}", path=onnx_path)
+        if not isinstance(rf, int) or isinstance(rf, bool) or not 1 <= rf <= MAX_RECEPTIVE_FIELD:
+            raise ModelError(f"receptive_field must be an int in 1..{MAX_RECEPTIVE_FIELD}, got {rf!r}", path=onnx_path)
     else:
         cl = meta["classes"]
         if not isinstance(cl, list) or not cl or not all(isinstance(c, str) for c in cl):
             raise ModelError(f"classes must be a non-empty list of names, got {cl!r}", path=onnx_path)
         classes = tuple(cl)
+    tier = meta.get("tier")
+    if tier is not None and tier not in TIERS:
+        raise ModelError(f"tier must be one of {list(TIERS)}, got {tier!r}", path=onnx_path)
+    paired = meta.get("paired")
+    if paired is not None:
+        other = ModelKind.FAN if kind is ModelKind.NIP else ModelKind.NIP
+        if (not isinstance(paired, dict) or paired.get("kind") != other.value or not isinstance(paired.get("name"), str)
+                or not isinstance(paired.get("sha256"), str) or len(paired["sha256"]) != 64
+                or any(c not in "0123456789abcdef" for c in paired["sha256"])):
+            raise ModelError(f"paired must be {{'kind': {other.value!r}, 'name': str, 'sha256': 64 hex}}, got {paired!r}", path=onnx_path)
     sm = meta.get("size_multiple", 1)
-    if not isinstance(sm, int) or isinstance(sm, bool) or sm < 1:
-        raise ModelError(f"size_multiple must be a positive int, got {sm!r}", path=onnx_path)
+    if not isinstance(sm, int) or isinstance(sm, bool) or not 1 <= sm <= MAX_SIZE_MULTIPLE:
+        raise ModelError(f"size_multiple must be an int in 1..{MAX_SIZE_MULTIPLE}, got {sm!r}", path=onnx_path)
     return ModelInfo(
         path=onnx_path.resolve(),
         name=str(meta["name"]),
@@ -251,3 +322,38 @@ def find_model(model: str | Path | ModelInfo | None, kind: ModelKind | str, dire
     if info.kind is not kind:
         raise ModelError(f"expected a {kind.value} model, got a {info.kind.value}", path=info.path)
     return info
+
+
+def rewrite_metadata(path: str | os.PathLike[str], updates: Mapping[str, Any]) -> ModelInfo:
+    """Merge ``updates`` into a model's metadata, in its ONNX ``metadata_props`` and its JSON.
+
+    The ONNX bytes change, so its ``sha256`` is recomputed; if the model belongs to a pair
+    (``paired``), the partner in the same folder (found by name) gets the new hash in its
+    ``paired`` so the pair stays linked. Used e.g. by ``forensic-eval --calibrate``.
+
+    Raises:
+        ModelError: the model or its partner cannot be read or written.
+    """
+    import onnx
+
+    info = load_model_info(path)
+    meta = {**info.metadata, **updates}
+    try:
+        model = onnx.load(str(info.path))
+        del model.metadata_props[:]
+        for k, v in encode_metadata(meta).items():
+            model.metadata_props.add(key=k, value=v)
+        onnx.save(model, str(info.path))
+    except (OSError, ValueError, onnx.checker.ValidationError) as e:
+        raise ModelError(f"cannot rewrite the model: {e}", path=info.path) from e
+    sha = file_sha256(info.path)
+    info.path.with_suffix(".json").write_text(json.dumps({**meta, "sha256": sha}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partner = info.paired
+    if partner is not None:
+        other = info.path.with_name(f"{partner['name']}.onnx")
+        if other.is_file():
+            ometa = json.loads(other.with_suffix(".json").read_text(encoding="utf-8"))
+            if isinstance(ometa.get("paired"), dict) and ometa["paired"].get("name") == info.name:
+                ometa["paired"]["sha256"] = sha
+                other.with_suffix(".json").write_text(json.dumps(ometa, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return load_model_info(info.path)

@@ -40,13 +40,15 @@ from typing import IO, Any
 import c2pa
 import numpy as np
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from rawproof._version import __version__
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
-from rawproof.imageio import read_image_bytes
+from rawproof.imageio import check_jpeg_structure, read_image_bytes
 from rawproof.jumbf import JumbfError, check_manifest_boxes
+from rawproof.untrusted import read_regular
 
 __all__ = [
     "SigningAlg",
@@ -148,20 +150,41 @@ PemSource = str | bytes | os.PathLike[str]
 """PEM text (``bytes``, or ``str`` containing ``-----BEGIN``) or the path of a PEM file."""
 
 
+MAX_PEM_BYTES = 1 << 20
+"""Largest PEM file read (bytes): certificate chains and trust lists are a few kB."""
+
+
 def _read_pem(source: PemSource) -> bytes:
+    """PEM bytes from bytes, PEM text, or a regular file of at most :data:`MAX_PEM_BYTES` (OSError otherwise)."""
     if isinstance(source, bytes):
         return source
     if isinstance(source, str) and "-----BEGIN" in source:
-        return source.encode("ascii")
-    return Path(source).read_bytes()
+        return source.encode("utf-8")
+    return read_regular(Path(source), MAX_PEM_BYTES)
+
+
+def _pem_certificates(pem: bytes) -> tuple[bytes, list[x509.Certificate]]:
+    """The certificates in ``pem`` and their re-encoded PEM (ASCII only).
+
+    c2pa takes PEM as text; re-encoding drops whatever else the file held (comments in
+    UTF-8, explanatory text between blocks), which a legal PEM file may contain.
+
+    Raises:
+        ValueError: no certificate, or a block that does not parse.
+        UnsupportedAlgorithm: a certificate whose key algorithm or curve ``cryptography``
+            does not know (the caller maps it to its own error).
+    """
+    certs = x509.load_pem_x509_certificates(pem)
+    for c in certs:
+        c.public_key()  # raises UnsupportedAlgorithm for an unknown key algorithm or curve
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs), certs
 
 
 def _load_chain(source: PemSource, alg: SigningAlg) -> tuple[bytes, list[x509.Certificate]]:
     try:
-        pem = _read_pem(source)
-        certs = x509.load_pem_x509_certificates(pem)
-    except (OSError, ValueError) as e:
-        raise SigningError(f"cannot load the certificate chain: {e}") from e
+        pem, certs = _pem_certificates(_read_pem(source))
+    except (OSError, ValueError, UnsupportedAlgorithm) as e:
+        raise SigningError(f"cannot load the certificate chain: {type(e).__name__}: {e}") from e
     if not alg._key_matches(certs[0].public_key()):
         raise SigningError(
             f"the signing certificate's key ({type(certs[0].public_key()).__name__}) does not fit {alg.value}"
@@ -230,10 +253,13 @@ class Signer:
         sig_alg = SigningAlg.parse(alg)
         chain_pem, certs = _load_chain(cert_chain_pem, sig_alg)
         try:
-            key_pem = _read_pem(private_key_pem)
-            key = serialization.load_pem_private_key(key_pem, password=None)
-        except (OSError, ValueError, TypeError) as e:
-            raise SigningError(f"cannot load the private key: {e}") from e
+            key = serialization.load_pem_private_key(_read_pem(private_key_pem), password=None)
+            # Re-encoded for c2pa, which reads PEM as text (see _pem_certificates).
+            key_pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise SigningError(f"cannot load the private key: {type(e).__name__}: {e}") from e
         # c2pa only notices a foreign key when the first signature fails to verify.
         if key.public_key() != certs[0].public_key():
             raise SigningError("the private key does not belong to the signing certificate")
@@ -809,10 +835,9 @@ def _anchor_text(*sources: PemSource | None) -> str | None:
         if source is None:
             continue
         try:
-            pem = _read_pem(source)
-            x509.load_pem_x509_certificates(pem)
-        except (OSError, ValueError) as e:
-            raise VerificationError(f"cannot load the trust anchors: {e}") from e
+            pem, _ = _pem_certificates(_read_pem(source))
+        except (OSError, ValueError, UnsupportedAlgorithm) as e:
+            raise VerificationError(f"cannot load the trust anchors: {type(e).__name__}: {e}") from e
         texts.append(pem.decode("ascii").strip() + "\n")
     return "".join(texts) if texts else None
 
@@ -918,6 +943,7 @@ def check_provenance(
     """
     data = read_image_bytes(image)
     mime = _sniff_mime(data)
+    check_jpeg_structure(data)
     every = _anchor_text(device_anchors, trust_anchors, tsa_anchors)
     devices_apart = device_anchors is not None and trust_anchors is not None
     try:
@@ -926,6 +952,9 @@ def check_provenance(
         device_store = _read_store(data, mime, _anchor_text(device_anchors, tsa_anchors))[0] if devices_apart else None
     except c2pa.C2paError.ManifestNotFound:
         return ProvenanceReport(state=ProvenanceState.NO_MANIFEST)
+    except RecursionError:
+        # c2pa turned a manifest into JSON nested deeper than Python's parser goes.
+        return ProvenanceReport(state=ProvenanceState.INVALID, error="manifest JSON nested too deeply")
     except (c2pa.C2paError, JumbfError) as e:
         if isinstance(e, c2pa.C2paError) and str(e).startswith("Remote"):
             url = _REMOTE_URL.search(str(e))

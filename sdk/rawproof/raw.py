@@ -11,7 +11,9 @@ Other containers (PGM, 16-bit PNG, entries of the data manifest) are read by
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -31,14 +33,22 @@ __all__ = [
     "BitDepth",
     "bit_depth",
     "plausible_wb",
+    "grey_world_wb",
     "XYZ_FROM_SRGB",
     "MAX_PIXELS",
+    "MAX_RAW_FILE_BYTES",
 ]
 
 _log = logging.getLogger(__name__)
 
 MAX_PIXELS = 1 << 28
 """Largest mosaic (width x height, 268 MP) a constructor accepts; checked before allocating."""
+
+MAX_RAW_FILE_BYTES = 1 << 30
+"""Largest camera RAW file :meth:`RawFrame.from_file` reads (bytes, 1 GiB)."""
+
+_PAD = np.random.default_rng(0x5EED).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+"""64 KiB of fixed pseudo-random bytes appended for :meth:`RawFrame.from_file`'s truncation test."""
 
 XYZ_FROM_SRGB = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
@@ -127,6 +137,36 @@ def plausible_wb(gains: Any) -> tuple[float, float, float, float] | None:
     return (float(r), gr, float(gb), float(b))
 
 
+def grey_world_wb(stack: np.ndarray, *, saturation: float = 0.98) -> tuple[float, float, float, float]:
+    """Grey-world WB gains for a stack that has none in its metadata (``wb="auto"``).
+
+    Means are taken over the 2x2 sites where no channel reaches ``saturation`` (so
+    clipped highlights do not bias the estimate), and the gains make the R and B means
+    equal to the mean green.
+
+    Args:
+        stack: float, 4 x h x w, (R, Gr, Gb, B), not white-balanced, [0,1].
+
+    Returns:
+        (R, Gr, Gb, B) gains with green = 1.
+
+    Raises:
+        RawFormatError: not a 4 x h x w stack, fewer than 16 unsaturated sites, or a
+            channel with zero mean (a dark frame).
+    """
+    s = np.asarray(stack, dtype=np.float64)
+    if s.ndim != 3 or s.shape[0] != 4:
+        raise RawFormatError(f"stack must be 4 x h x w, got {s.shape}")
+    ok = np.all(s < saturation, axis=0)
+    if ok.sum() < 16:
+        raise RawFormatError("grey-world WB: fewer than 16 unsaturated sites")
+    r, gr, gb, b = (float(c[ok].mean()) for c in s)
+    g = 0.5 * (gr + gb)
+    if min(r, g, b) <= 1e-6:
+        raise RawFormatError("grey-world WB: a channel has zero mean (dark frame?)")
+    return (g / r, 1.0, 1.0, g / b)
+
+
 class CFA(str, enum.Enum):
     """Bayer colour filter array pattern.
 
@@ -176,11 +216,15 @@ class RawFrame:
         device_id: Identifier of the individual device (serial), ``""`` if unknown.
         wb_source: Where ``wb`` came from: ``"camera"`` (as-shot metadata),
             ``"daylight"`` (LibRaw's daylight multipliers, used when the as-shot ones
-            fail :func:`plausible_wb`), ``"given"`` (passed by the caller), or ``""``
+            fail :func:`plausible_wb`), ``"given"`` (passed by the caller),
+            ``"grey-world"`` (``wb="auto"``, :func:`grey_world_wb`), or ``""``
             (``wb`` is ``None`` or unknown). Informational only.
         capture_time: When the sensor was exposed, ISO 8601, from the RAW file's own
             metadata (:func:`rawproof.rawio.read_capture_time`; with a UTC offset only when
             the file records one), or ``None`` when unknown.
+        pixel_aspect: Pixel width / height on the sensor (LibRaw's ``pixel_aspect``); 1 for
+            square pixels. :func:`rawproof.develop` refuses other values unless asked to
+            stretch the output to square pixels as LibRaw does.
     """
 
     mosaic: np.ndarray
@@ -193,6 +237,7 @@ class RawFrame:
     device_id: str = ""
     wb_source: str = ""
     capture_time: str | None = None
+    pixel_aspect: float = 1.0
 
     def __post_init__(self) -> None:
         m = self.mosaic
@@ -218,6 +263,9 @@ class RawFrame:
             if len(wb) != 4 or not all(np.isfinite(wb)) or min(wb) <= 0:
                 raise RawFormatError(f"wb must be 3 or 4 finite positive gains, got {self.wb!r}")
             object.__setattr__(self, "wb", wb)
+        if not (isinstance(self.pixel_aspect, (int, float)) and np.isfinite(self.pixel_aspect) and 0.1 <= self.pixel_aspect <= 10):
+            raise RawFormatError(f"pixel_aspect must be a finite number in [0.1, 10], got {self.pixel_aspect!r}")
+        object.__setattr__(self, "pixel_aspect", float(self.pixel_aspect))
         if self.ccm is not None:
             ccm = np.asarray(self.ccm, dtype=np.float32)
             if ccm.shape != (3, 3) or not np.all(np.isfinite(ccm)):
@@ -272,11 +320,12 @@ class RawFrame:
         white: float,
         *,
         stride: int = 0,
-        wb: tuple[float, ...] | None = None,
+        wb: tuple[float, ...] | str | None = None,
         ccm: np.ndarray | None = None,
         camera: str = "",
         device_id: str = "",
         shift: int = 0,
+        pixel_aspect: float = 1.0,
         threads: int = 0,
     ) -> RawFrame:
         """Frame from a headerless sensor dump, unpacked by the native kernel.
@@ -291,14 +340,18 @@ class RawFrame:
             black: Black level, DN of the *buffer*: one value or (R, Gr, Gb, B).
             white: Saturation level, DN of the *buffer*.
             stride: Bytes from one row to the next; 0 means tightly packed.
-            wb: (R, G, B) or (R, Gr, Gb, B) gains; ``None`` for none.
-            ccm: Camera RGB -> linear sRGB, 3x3; ``None`` if unknown.
+            wb: (R, G, B) or (R, Gr, Gb, B) gains; ``"auto"`` for grey-world gains
+                estimated from this frame (:func:`grey_world_wb`); ``None`` for no white
+                balance at all: the NIP then sees raw sensor colour, typically a strong
+                green cast, since green pixels are the most sensitive.
+            ccm: Camera RGB -> linear sRGB, 3x3; ``None`` if unknown (treated as identity).
             camera, device_id: Free text metadata.
             shift: Right-shift applied to every sample after unpacking, for dumps that
                 hold lower-precision data shifted up (e.g. 8-bit data x 4 in a 10-bit
                 dump: ``shift=2``; :func:`bit_depth` detects it). ``black`` and ``white``
                 stay in buffer DN and are divided by ``2**shift``, so the normalised
                 stack is unchanged. Refused if it would drop non-zero bits.
+            pixel_aspect: Pixel width / height (1 = square); see :attr:`pixel_aspect`.
             threads: Native worker threads, 0 = all cores.
 
         Raises:
@@ -347,10 +400,17 @@ class RawFrame:
                 raise RawFormatError(f"shift={shift} would discard non-zero low bits (mask {low:#x}); see bit_depth()")
             mosaic = mosaic >> np.uint16(shift)
             blk, white = blk / (1 << shift), float(white) / (1 << shift)
-        return cls(
-            mosaic=mosaic, cfa=cfa, black=tuple(blk), white=float(white), wb=wb, ccm=ccm,
-            camera=camera, device_id=device_id, wb_source="given" if wb is not None else "",
+        auto = isinstance(wb, str)
+        if auto and wb != "auto":
+            raise RawFormatError(f'wb must be gains, "auto" or None, got {wb!r}')
+        frame = cls(
+            mosaic=mosaic, cfa=cfa, black=tuple(blk), white=float(white), wb=None if auto else wb, ccm=ccm,
+            camera=camera, device_id=device_id, wb_source="given" if wb is not None else "", pixel_aspect=pixel_aspect,
         )
+        if auto:
+            gains = grey_world_wb(frame.to_stack(white_balance=False, threads=threads))
+            frame = dataclasses.replace(frame, wb=gains, wb_source="grey-world")
+        return frame
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> RawFrame:
@@ -377,19 +437,49 @@ class RawFrame:
         * camera: ``"Make Model"`` from the TIFF IFD0 or CIFF header
           (:func:`rawproof.rawio.read_camera_name`), ``""`` if neither.
 
+        Checks, each before the frame exists (so a broken file never develops or signs):
+
+        * the path is a regular file of at most :data:`MAX_RAW_FILE_BYTES` (a FIFO or
+          ``/dev/zero`` is refused before reading);
+        * the size the header declares (``raw_width x raw_height``) is at most
+          :data:`MAX_PIXELS` and fits the file at 1 bit per pixel, checked before LibRaw
+          unpacks, i.e. before it allocates the raw buffer (a 4 kB DNG declaring
+          30000 x 30000 lossless-JPEG tiles used to cost 3 GB);
+        * the decode does not depend on bytes past the end of the file
+          (:func:`_check_complete`): LibRaw's decoders read past EOF without an error in
+          many formats (a truncated Kodak KDC developed with most rows filler), and rawpy
+          does not expose LibRaw's data-error counter.
+
         Raises:
-            RawFormatError: missing file, a format LibRaw cannot decode, a truncated
-                file, or a non-Bayer sensor (X-Trans, Foveon, CMYG).
+            RawFormatError: missing or non-regular file, a format LibRaw cannot decode, a
+                declared size above the limit or beyond the data, a truncated file, or a
+                non-Bayer sensor (X-Trans, Foveon, CMYG).
         """
         import rawpy
 
         from rawproof.rawio import read_camera_name, read_capture_time
+        from rawproof.untrusted import NotRegularFileError, read_regular
 
         p = Path(path)
-        if not p.is_file():
-            raise RawFormatError("no such file", path=p)
         try:
-            with rawpy.imread(str(p)) as raw:
+            data = read_regular(p, MAX_RAW_FILE_BYTES)
+        except FileNotFoundError:
+            raise RawFormatError("no such file", path=p) from None
+        except NotRegularFileError as e:
+            raise RawFormatError(str(e)) from e
+        except OSError as e:
+            raise RawFormatError(f"cannot read: {e}", path=p) from e
+        try:
+            with rawpy.imread(io.BytesIO(data)) as raw:
+                sz = raw.sizes  # from the header: LibRaw has not unpacked (allocated) anything yet
+                declared = int(sz.raw_width) * int(sz.raw_height)
+                if declared > MAX_PIXELS:
+                    raise RawFormatError(
+                        f"header declares {sz.raw_width}x{sz.raw_height}, above the {MAX_PIXELS}-pixel limit", path=p)
+                if declared > 8 * len(data):
+                    raise RawFormatError(
+                        f"header declares {sz.raw_width}x{sz.raw_height} pixels, more than the file's {len(data)} "
+                        "bytes can hold at 1 bit per pixel (truncated or forged)", path=p)
                 visible = raw.raw_image_visible
                 if visible is None or visible.ndim != 2:
                     raise RawFormatError("not a single-plane Bayer RAW (LibRaw gives no raw mosaic)", path=p)
@@ -405,10 +495,12 @@ class RawFrame:
                 rgb_cam = np.array(raw.color_matrix, dtype=np.float64, copy=True)
                 pattern = raw.raw_pattern
                 period = None if pattern is None else pattern.shape
+                aspect = float(raw.sizes.pixel_aspect) or 1.0
         except RawFormatError:
             raise
         except (rawpy.LibRawError, OSError, ValueError) as e:
             raise RawFormatError(f"LibRaw cannot read this file: {type(e).__name__}: {e}", path=p) from e
+        _check_complete(data, mosaic, p)
         if period != (2, 2):
             raise RawFormatError(f"not a 2x2 Bayer sensor (CFA period {period})", path=p)
         letters = "".join(desc[int(c)] if int(c) < len(desc) else "?" for c in colors.reshape(-1))
@@ -431,7 +523,7 @@ class RawFrame:
         return cls(
             mosaic=mosaic, cfa=cfa, black=black, white=white, wb=wb,
             ccm=_ccm_from_libraw(cam_xyz, rgb_cam), camera=read_camera_name(p),
-            wb_source=source if wb is not None else "", capture_time=read_capture_time(p),
+            wb_source=source if wb is not None else "", capture_time=read_capture_time(p), pixel_aspect=aspect,
         )
 
     @classmethod
@@ -440,6 +532,37 @@ class RawFrame:
         from rawproof.rawio import read_manifest_entry
 
         return read_manifest_entry(entry, root)
+
+
+def _check_complete(data: bytes, mosaic: np.ndarray, path: Path) -> None:
+    """Refuse a RAW file whose decode reads past its end (a truncated file).
+
+    The file is decoded a second time with :data:`_PAD` (64 KiB of pseudo-random bytes)
+    appended. A complete file's decoders consume only bytes that are in it, so the mosaic
+    is bit-identical; a truncated file's decoder runs into the padding and the mosaic
+    changes, or LibRaw fails on the padding (corrupt data). Formats whose directory is
+    found from the end of the file (Canon CRW) do not identify with the padding at all;
+    for them a truncation already destroys the directory, and the first decode failed.
+
+    Raises:
+        RawFormatError: the decode depends on bytes past the end of the file.
+    """
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data + _PAD)) as raw:
+            sz = raw.sizes
+            if int(sz.raw_width) * int(sz.raw_height) > MAX_PIXELS:
+                return  # identified differently with the padding: an end-anchored format
+            padded = raw.raw_image_visible
+            same = padded is not None and np.array_equal(padded[: mosaic.shape[0], : mosaic.shape[1]], mosaic)
+    except (rawpy.LibRawFileUnsupportedError, rawpy.LibRawTooBigError):
+        return  # not identified with the padding: an end-anchored format (see above)
+    except (rawpy.LibRawError, OSError, ValueError):
+        same = False  # the decoder read into the padding and failed on it
+    if not same:
+        raise RawFormatError(
+            "truncated: decoding reads past the end of the file (the pixel data is incomplete)", path=path)
 
 
 def _four_levels(black: Any) -> np.ndarray:

@@ -5,17 +5,15 @@ Each reader returns the samples; :func:`frame_from_array` hands them to
 checks and the same native unpacker. Camera files (DNG, CR2, CRW, ...) go to
 :meth:`rawproof.RawFrame.from_file` instead.
 
-Containers (the ``container`` field of the data manifest):
-
-``dng``      any LibRaw-readable camera file -> :meth:`RawFrame.from_file`
-``u16le``    headerless little-endian uint16, row-major
-``u8``       headerless uint8, row-major
-``pgm16be``  binary PGM (P5); maxval > 255 means 16-bit big-endian samples
-``png16``    16-bit greyscale PNG (Pillow)
+Containers (the ``container`` field of a manifest entry) are listed and validated by
+:mod:`rawproof.sensor`: packed dumps (``raw10``/``raw12``/``raw14`` MIPI, ``u16le``, ``u8``),
+``pgm16be`` (binary PGM; maxval > 255 means 16-bit big-endian samples), ``png16`` (16-bit
+greyscale PNG, Pillow) and camera files (``dng``, ``crw``, ``kdc``, ... -> :meth:`RawFrame.from_file`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -28,6 +26,8 @@ import numpy as np
 
 from rawproof.errors import RawFormatError
 from rawproof.raw import MAX_PIXELS, CFA, RawFrame
+from rawproof.sensor import CONTAINERS
+from rawproof.untrusted import NotRegularFileError, read_regular
 
 __all__ = [
     "CONTAINERS",
@@ -39,10 +39,15 @@ __all__ = [
     "read_capture_time",
 ]
 
-CONTAINERS = ("dng", "u16le", "u8", "pgm16be", "png16")
-"""Container names :func:`read_manifest_entry` understands."""
-
 _PGM_HEADER = re.compile(rb"\AP5(?:\s+|#[^\n]*\n)*?(\d+)(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)\s")
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes (at most ``max_bytes``); RawFormatError for a FIFO, device or bigger file."""
+    try:
+        return read_regular(path, max_bytes)
+    except NotRegularFileError as e:
+        raise RawFormatError(str(e)) from e
 
 
 def _check_dims(width: int, height: int, path: Path) -> None:
@@ -62,18 +67,16 @@ def read_pgm(path: str | os.PathLike[str]) -> np.ndarray:
             pixels), or a truncated/overlong pixel block.
     """
     p = Path(path)
-    with open(p, "rb") as f:
-        head = f.read(512)
-        m = _PGM_HEADER.match(head)
-        if m is None:
-            raise RawFormatError("not a binary PGM (P5) file", path=p)
-        width, height, maxval = (int(g) for g in m.groups())
-        _check_dims(width, height, p)
-        if not 0 < maxval < 65536:
-            raise RawFormatError(f"PGM maxval {maxval} out of range", path=p)
-        itemsize = 2 if maxval > 255 else 1
-        f.seek(m.end())
-        data = f.read(width * height * itemsize + 1)
+    raw = _read_file(p, 512 + 2 * MAX_PIXELS)
+    m = _PGM_HEADER.match(raw[:512])
+    if m is None:
+        raise RawFormatError("not a binary PGM (P5) file", path=p)
+    width, height, maxval = (int(g) for g in m.groups())
+    _check_dims(width, height, p)
+    if not 0 < maxval < 65536:
+        raise RawFormatError(f"PGM maxval {maxval} out of range", path=p)
+    itemsize = 2 if maxval > 255 else 1
+    data = raw[m.end():]
     if len(data) != width * height * itemsize:
         raise RawFormatError(
             f"PGM pixel block is {len(data)} bytes, expected {width * height * itemsize} for {width}x{height}", path=p
@@ -95,7 +98,7 @@ def read_png16(path: str | os.PathLike[str]) -> np.ndarray:
 
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with Image.open(io.BytesIO(_read_file(p, 2 * MAX_PIXELS))) as im:
             if im.format != "PNG":
                 raise RawFormatError(f"not a PNG file ({im.format})", path=p)
             _check_dims(im.width, im.height, p)
@@ -121,56 +124,29 @@ def frame_from_array(mosaic: np.ndarray, cfa: str | CFA, black: Any, white: floa
     return RawFrame.from_buffer(buf, a.shape[1], a.shape[0], "u16le", cfa, black, white, **kwargs)
 
 
-def _resolve(entry_path: str, root: Path) -> Path:
-    rel = Path(entry_path)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise RawFormatError(f"manifest path {entry_path!r} must be relative and stay inside the data folder")
-    return root / rel
-
-
 def read_manifest_entry(entry: Mapping[str, Any], root: str | os.PathLike[str], **kwargs: Any) -> RawFrame:
-    """Open one RAW entry of the data manifest with its documented CFA and levels.
+    """Open one RAW entry of a sensor or data manifest (validated by :class:`rawproof.sensor.SensorSpec`).
 
     Args:
-        entry: One element of ``manifest.json``'s ``files`` (keys ``path``,
-            ``container``, ``width``, ``height``, ``cfa``, ``black``, ``white``).
-        root: The data folder the entry's ``path`` is relative to.
-        kwargs: Passed to :meth:`RawFrame.from_buffer` (e.g. ``wb``, ``shift``).
+        entry: One element of ``manifest.json``'s ``files`` (:data:`rawproof.sensor.SENSOR_SCHEMA`).
+        root: The folder the entry's ``path`` is relative to.
+        kwargs: Entry fields to override (e.g. ``wb="auto"``, ``shift=2``).
 
     Returns:
-        The frame. ``dng`` entries use the file's own metadata (:meth:`RawFrame.from_file`).
-        Dumps use the entry's CFA and levels; where the manifest gives no black level
-        (``black: null``) 0 is used, as the source's own configuration does. Dumps
-        carry no WB or CCM (``None``).
+        The frame. Camera containers (``dng``, ``crw``, ``kdc``, ...) use the file's own
+        metadata (:meth:`RawFrame.from_file`). Dumps use the entry's CFA and levels (``black:
+        null`` = 0, as the data folder's sources configure), WB gains, colour matrix and pixel
+        aspect when given (``None`` otherwise).
 
     Raises:
-        RawFormatError: not a RAW entry (photos, matrices), unknown container, a path
-            leaving ``root``, oversized dims, or a file not matching the entry.
+        RawFormatError: not a RAW entry (photos, matrices), an invalid field (named in the
+            message), a path leaving ``root``, or a file not matching the entry.
     """
-    root = Path(root)
-    container = entry.get("container")
-    if container not in CONTAINERS or entry.get("kind") in ("photo", "matrix"):
-        raise RawFormatError(f"manifest entry {entry.get('path')!r} is not a RAW frame (container {container!r})")
-    path = _resolve(str(entry["path"]), root)
-    if not path.is_file():
-        raise RawFormatError("file listed in the manifest is missing", path=path)
-    if container == "dng":
-        return RawFrame.from_file(path)
-    width, height = int(entry["width"]), int(entry["height"])
-    _check_dims(width, height, path)
-    black = 0.0 if entry.get("black") is None else float(entry["black"])
-    white = float(entry["white"])
-    if container in ("u16le", "u8"):
-        with open(path, "rb") as f:
-            data = f.read(width * height * (2 if container == "u16le" else 1) + 1)
-        try:
-            return RawFrame.from_buffer(data, width, height, container, entry["cfa"], black, white, **kwargs)
-        except RawFormatError as e:
-            raise RawFormatError(str(e), path=path) from e
-    arr = read_pgm(path) if container == "pgm16be" else read_png16(path)
-    if arr.shape != (height, width):
-        raise RawFormatError(f"file is {arr.shape[1]}x{arr.shape[0]}, manifest says {width}x{height}", path=path)
-    return frame_from_array(arr, entry["cfa"], black, white, **kwargs)
+    from rawproof.sensor import SensorSpec
+
+    if entry.get("kind") in ("photo", "matrix"):
+        raise RawFormatError(f"manifest entry {entry.get('path')!r} is a {entry.get('kind')}, not a RAW frame")
+    return SensorSpec.from_entry({**entry, **kwargs}, "manifest entry").read(root)
 
 
 def read_camera_name(path: str | os.PathLike[str]) -> str:

@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from rawproof.errors import ModelError, ProviderError
 from rawproof.models import ModelInfo, ModelKind, encode_metadata, find_model
+from rawproof.untrusted import read_regular
 
 __all__ = [
     "PROVIDER_PREFERENCE",
@@ -104,7 +105,8 @@ class Session:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         try:
-            data = Path(info.path).read_bytes()
+            # A single ONNX protobuf cannot exceed 2 GiB; a FIFO or device is refused unread.
+            data = read_regular(Path(info.path), 2 << 30)
         except OSError as e:
             raise ModelError(f"cannot read model: {e}", path=info.path) from e
         # Hash the bytes we load, not the file again, so nothing can change in between.

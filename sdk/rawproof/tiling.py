@@ -20,8 +20,10 @@ from rawproof.runtime import Session
 
 __all__ = ["DEFAULT_TILE", "Tile", "TiledOutput", "plan_tiles", "margin_for", "run_nip", "quantize_into", "restore_clipped"]
 
-DEFAULT_TILE = 512
-"""Default core tile side in stack pixels (1024 output pixels)."""
+DEFAULT_TILE = 1024
+"""Default core tile side in stack pixels (2048 output pixels). With the exact context margin (109 stack
+pixels for the shipped INetPlus) a 512 tile computes 2.0x its core, a 1024 tile 1.5x: on a 12 MP frame
+1024 was 1.6x faster than 512 (best of 2, loaded 2-core machine) at 1.1 GB peak RSS instead of 0.7 GB."""
 
 
 @dataclass(frozen=True)

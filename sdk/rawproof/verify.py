@@ -34,10 +34,12 @@ from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
-from rawproof.models import ModelInfo, ModelKind, find_model, list_models
+from rawproof.models import ModelInfo, ModelKind
+from rawproof.pairs import ModelDirs, find_in_dirs, installed_models, pairing_mismatch
 from rawproof.provenance import (
     SYNTHETIC_SOURCE_TYPES, ManifestStep, PemSource, ProvenanceReport, ProvenanceState, TrustState, check_provenance,
 )
+from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.fingerprint import DeviceMatch, Fingerprint
@@ -174,22 +176,31 @@ class VerifyReport:
         }
 
 
-def _resolve_fan(fan: str | os.PathLike[str] | ModelInfo | None,
-                 capture: Mapping[str, Any] | None) -> tuple[ModelInfo | None, str, str | None]:
-    """(model, source, note): explicit ``fan`` > the manifest's FAN found by sha256 > default."""
+def _resolve_fan(fan: str | os.PathLike[str] | ModelInfo | None, capture: Mapping[str, Any] | None,
+                 models_dir: ModelDirs = None) -> tuple[ModelInfo | None, str, str | None]:
+    """(model, source, note): explicit ``fan`` > the manifest's FAN (by sha256) > the FAN paired with the manifest's NIP > default.
+
+    Looked up in ``models_dir`` first, then the shipped models. Whether the FAN found may read
+    the image is decided afterwards (:func:`rawproof.pairs.pairing_mismatch`).
+    """
     if fan is not None:
-        return find_model(fan, ModelKind.FAN), "explicit", None
-    installed = list_models(ModelKind.FAN)
-    ref = (capture or {}).get("fan") if isinstance(capture, Mapping) else None
+        return find_in_dirs(fan, ModelKind.FAN, models_dir), "explicit", None
+    installed = installed_models(ModelKind.FAN, models_dir)
+    cap = capture if isinstance(capture, Mapping) else {}
+    ref, nip_ref = cap.get("fan"), cap.get("nip")
     note = None
     if isinstance(ref, Mapping) and ref.get("sha256"):
         match = [i for i in installed if i.sha256 == ref["sha256"]]
         if match:
             return match[0], "manifest", None
         note = f"the FAN named in the manifest ({ref.get('name')}, sha256 {str(ref['sha256'])[:12]}...) is not installed"
+    if isinstance(nip_ref, Mapping) and nip_ref.get("sha256"):
+        match = [i for i in installed if i.paired is not None and i.paired["sha256"] == nip_ref["sha256"]]
+        if match:
+            return match[0], "pair", note
     if not installed:
         return None, "", "no FAN model installed" + (f"; {note}" if note else "")
-    return find_model(None, ModelKind.FAN), "default", note
+    return find_in_dirs(None, ModelKind.FAN, models_dir), "default", note
 
 
 def _auto_scale(prov: ProvenanceReport, width: int, height: int, downscale: float) -> tuple[float, str]:
@@ -317,6 +328,7 @@ def verify(
     heatmap: bool = True,
     max_pixels: int | None = MAX_PIXELS,
     fingerprint: Fingerprint | str | os.PathLike[str] | None = None,
+    models_dir: ModelDirs = None,
 ) -> VerifyReport:
     """Check an image's C2PA provenance and its forensic traces, and give one verdict.
 
@@ -333,10 +345,15 @@ def verify(
             signature valid after its certificate expires).
             All ``None``: c2pa's default trust configuration
             (:func:`rawproof.provenance.check_provenance`).
-        fan: The FAN to use (path to ``.onnx`` with its JSON, shipped name, or
+        fan: The FAN to use (path to ``.onnx`` with its JSON, model name, or
             ``ModelInfo``); ``None``: the FAN named in the capture assertion if one with
-            that sha256 is installed, else the default shipped FAN, else none (the
-            analysis is then reported unavailable; this is not an error).
+            that sha256 is installed, else an installed FAN paired with the capture's NIP,
+            else the default shipped FAN, else none (the analysis is then reported
+            unavailable; this is not an error). Whichever it is, a FAN of a model pair
+            reads the traces only of images whose capture assertion names its own NIP:
+            otherwise the analysis is unavailable with the reason (``traces not read
+            (inconclusive): ...``), never a manipulation finding.
+        models_dir: Folder(s) of exported model pairs searched before the shipped models.
         stride: Patch grid step in analysed pixels; ``None``: patch size / 2.
         scale: ``"auto"``: a camera original (capture assertion present and the
             hard binding intact, or the recorded developed size equal to the image's) is
@@ -391,10 +408,14 @@ def verify(
     t2 = time.perf_counter()
     origin = prov.origin
     capture = origin.capture if origin is not None else prov.capture
-    info, source, note = _resolve_fan(fan, capture)
+    info, source, note = _resolve_fan(fan, capture, models_dir)
     size = (decoded.height, decoded.width)
-    if info is None:
-        fa = unavailable(note or "no FAN model installed", size)
+    mismatch = None if info is None else pairing_mismatch(info, (capture or {}).get("nip") if isinstance(capture, Mapping) else None)
+    if info is None or mismatch:
+        why = mismatch or note or "no FAN model installed"
+        fa = unavailable(why if not (mismatch and note) else f"{why}; {note}", size,
+                         fan_name=None if info is None else info.name, fan_sha256=None if info is None else info.sha256,
+                         fan_source=source or None)
         scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
     else:
         if scale == "auto":
@@ -492,14 +513,16 @@ def bench_verify(width: int = 4000, height: int = 3000, *, fan: str | os.PathLik
     small = rng.integers(0, 256, (max(height // 10, 1), max(width // 10, 1), 3), dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(small).resize((width, height), Image.BILINEAR).save(buf, "JPEG", quality=90)
+    info, _, _ = _resolve_fan(fan, None)
+    # Name the FAN's own NIP: a paired FAN reads only images its NIP developed.
+    nip_ref = ModelRef(info.paired["name"], info.paired["sha256"]) if info is not None and info.paired else ModelRef("bench-nip", "0" * 64)
     capture = CaptureInfo(camera_make="Bench", camera_model="Synthetic", device_id="bench-0", raw_sha256="0" * 64,
-                          nip=ModelRef("bench-nip", "0" * 64), capture_time="2025-01-01T00:00:00+00:00")
+                          nip=nip_ref, capture_time="2025-01-01T00:00:00+00:00")
     with tempfile.TemporaryDirectory() as tmp:
         pki = generate_test_pki(tmp, alg="es256")
         with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer:
             signed = sign_image(buf.getvalue(), "image/jpeg", capture, signer)
         anchors = pki.root_cert.read_bytes()
-    info, _, _ = _resolve_fan(fan, None)
 
     def timed(fn: Any) -> tuple[list[float], Any]:
         res = fn()
@@ -576,6 +599,8 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  classes: {top}")
         if fa.out_of_channel:
             lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
+    elif fa.fan_name:
+        lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}) not run: {fa.reason}")
     if report.device is not None:
         d = report.device
         lines.append(f"  device: {'MATCH' if d.match else 'no match'}, PCE {d.pce:.1f} (threshold {d.threshold:g}), "
@@ -585,11 +610,12 @@ def format_report(report: VerifyReport, name: str) -> str:
 
 def _run_cli(args: argparse.Namespace) -> int:
     try:
-        data = Path(args.image).read_bytes()
+        data = read_image_bytes(args.image)
     except OSError as e:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
-    report = verify(data, device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan, stride=args.stride, scale=args.scale,
-                    providers=args.providers, heatmap=args.json or args.heatmap is not None, fingerprint=args.fingerprint)
+    report = verify(data, device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan,
+                    stride=args.stride, scale=args.scale, providers=args.providers, heatmap=args.json or args.heatmap is not None,
+                    fingerprint=args.fingerprint, models_dir=args.models)
     heat_note = None
     if args.heatmap is not None:
         if report.forensics.available:
@@ -598,7 +624,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             heat_note = f"no heatmap written: {report.forensics.reason}"
             print(f"rawproof verify: {heat_note}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"image": str(args.image), **report.to_dict()}, indent=2))
+        print(dumps_strict({"image": str(args.image), **report.to_dict()}, indent=2))
         return report.exit_code
     print(format_report(report, str(args.image)))
     if args.heatmap is not None and heat_note is None:
@@ -622,7 +648,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-tsa", metavar="ROOT_PEM", help="time-stamp authority anchors, PEM")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON, including the provenance chain (arrays as lists)")
     p.add_argument("--heatmap", metavar="OUT_PNG", help="write the forensic heatmap overlay as PNG")
-    p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name; default: see docs")
+    p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or model name; default: the FAN the manifest names (see docs)")
+    p.add_argument("--models", metavar="DIR", action="append", help="folder of exported model pairs, searched before the shipped models")
     p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")
     p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")

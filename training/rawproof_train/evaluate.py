@@ -199,6 +199,12 @@ def clipped_kept(rgb: np.ndarray, stack: np.ndarray) -> float:
     return kept / total if total else float("nan")
 
 
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN (no warning) when there are none (e.g. an image set with no flat area)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 @dataclass
 class Developed:
     """One test image developed whole through the SDK path: uint8 H x W x 3 and its reference target."""
@@ -317,14 +323,13 @@ def evaluate_run(
         kept.append(clipped_kept(d.rgb, pair.stack))
         kept_ref.append(clipped_kept(d.target, pair.stack))
     mean_mse = float(np.mean([10 ** (-p / 10) for p in psnrs.values()]))
-    rows_n, cols_n = np.nanmean([v[0] for v in vis_nip]), np.nanmean([v[1] for v in vis_nip])
-    rows_r, cols_r = np.nanmean([v[0] for v in vis_ref]), np.nanmean([v[1] for v in vis_ref])
+    rows_n, cols_n = _nanmean([v[0] for v in vis_nip]), _nanmean([v[1] for v in vis_nip])
+    rows_r, cols_r = _nanmean([v[0] for v in vis_ref]), _nanmean([v[1] for v in vis_ref])
     visibility = {
-        "flat_row_diff_dn": float(rows_n), "flat_col_diff_dn": float(cols_n),
-        "flat_row_diff_ref_dn": float(rows_r), "flat_col_diff_ref_dn": float(cols_r),
-        "flat_row_ratio": float(rows_n / rows_r), "flat_col_ratio": float(cols_n / cols_r),
-        "clipped_kept_white": float(np.nanmean(kept)) if not all(np.isnan(kept)) else float("nan"),
-        "clipped_kept_white_ref": float(np.nanmean(kept_ref)) if not all(np.isnan(kept_ref)) else float("nan"),
+        "flat_row_diff_dn": rows_n, "flat_col_diff_dn": cols_n, "flat_row_diff_ref_dn": rows_r, "flat_col_diff_ref_dn": cols_r,
+        "flat_row_ratio": rows_n / rows_r if rows_r > 0 else float("nan"),
+        "flat_col_ratio": cols_n / cols_r if cols_r > 0 else float("nan"),
+        "clipped_kept_white": _nanmean(kept), "clipped_kept_white_ref": _nanmean(kept_ref),
     }
     result = EvalResult(run=run_dir.name, nip=str(model.architecture), classes=[], psnr_db=10 * math.log10(1 / mean_mse),
                         ssim=float(np.mean(ssims)), psnr_per_image=psnrs, visibility=visibility)

@@ -32,14 +32,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from rawproof.forensics import fit_calibration, fit_decision, measure_robustness
 from rawproof.imageio import PILLOW_SUBSAMPLING
-from rawproof.models import ModelKind, encode_metadata, file_sha256, find_model, load_model_info
+from rawproof.models import ModelKind, find_model, rewrite_metadata
 from rawproof.runtime import clear_session_cache, get_session
 from rawproof.tiling import run_nip
 from rawproof.verify import Verdict, verify
@@ -139,17 +138,11 @@ def _verify_all(crops: list[np.ndarray], classes: list[str], fan: str | Path, st
 
 
 def write_calibration(fan: str | Path, calibration: dict, decision: dict | None = None) -> None:
-    """Store ``calibration`` (and ``decision``) in the FAN's ONNX metadata and JSON sidecar (recomputing the file SHA-256)."""
-    info = load_model_info(fan)
-    model = onnx.load(str(info.path))
-    meta = {**info.metadata, "calibration": calibration, **({"decision": decision} if decision is not None else {})}
-    props = encode_metadata({k: v for k, v in meta.items() if k != "sha256"})
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(info.path))
-    meta["sha256"] = file_sha256(info.path)
-    info.path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    """Store ``calibration`` (and ``decision``) in the FAN's ONNX metadata and JSON sidecar.
+
+    The file's SHA-256 changes; :func:`rawproof.models.rewrite_metadata` re-links its paired NIP.
+    """
+    rewrite_metadata(fan, {"calibration": calibration, **({"decision": decision} if decision is not None else {})})
     clear_session_cache()
 
 

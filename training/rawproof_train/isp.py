@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rawproof.errors import RawFormatError
+from rawproof.raw import grey_world_wb  # re-exported: the SDK owns it (wb="auto")
 
 if TYPE_CHECKING:
     from rawproof.raw import RawFrame
@@ -151,33 +152,6 @@ def inverse_tone_curve(y: np.ndarray) -> np.ndarray:
     """Inverse smoothstep ``0.5 - sin(asin(1 - 2y) / 3)`` on [0,1] (Brooks et al. 2019). float32."""
     y = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
     return (0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)).astype(np.float32)
-
-
-def grey_world_wb(stack: np.ndarray, *, saturation: float = 0.98) -> tuple[float, float, float, float]:
-    """Grey-world WB gains for a stack that has none in its metadata.
-
-    Means are taken over the 2x2 sites where no channel reaches ``saturation`` (so
-    clipped highlights do not bias the estimate), and the gains make the R and B means
-    equal to the mean green.
-
-    Args:
-        stack: float, 4 x h x w, not white-balanced, [0,1].
-
-    Returns:
-        (R, Gr, Gb, B) gains with green = 1.
-
-    Raises:
-        RawFormatError: the frame has no usable (unsaturated, non-black) pixels.
-    """
-    s = _check_stack(stack).astype(np.float64)
-    ok = np.all(s < saturation, axis=0)
-    if ok.sum() < 16:
-        raise RawFormatError("grey-world WB: fewer than 16 unsaturated sites")
-    r, gr, gb, b = (float(c[ok].mean()) for c in s)
-    g = 0.5 * (gr + gb)
-    if min(r, g, b) <= 1e-6:
-        raise RawFormatError("grey-world WB: a channel has zero mean (dark frame?)")
-    return (g / r, 1.0, 1.0, g / b)
 
 
 def frame_stack(frame: RawFrame) -> tuple[np.ndarray, str]:

@@ -48,7 +48,7 @@ import numpy as np
 
 from rawproof.errors import RawFormatError
 from rawproof.raw import RawFrame, stack_to_srgb_primaries
-from rawproof.rawio import CONTAINERS, read_manifest_entry
+from rawproof.sensor import SensorSpec, find_entry
 from rawproof_train.isp import Demosaic, develop_reference, frame_stack
 from rawproof_train.unprocess import random_params, random_noise, unprocess
 
@@ -96,25 +96,15 @@ def _pair_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-def _find_manifest_entry(path: Path) -> tuple[dict, Path] | None:
-    for parent in path.parents:
-        mf = parent / "manifest.json"
-        if mf.is_file():
-            try:
-                files = json.loads(mf.read_text()).get("files", [])
-            except (OSError, json.JSONDecodeError, AttributeError):
-                return None
-            rel = path.relative_to(parent).as_posix()
-            for e in files:
-                if isinstance(e, dict) and e.get("path") == rel:
-                    return e, parent
-            return None
-    return None
+def _gather(dirs: Iterable[str | os.PathLike[str]], exts: frozenset[str], with_manifest: bool
+            ) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+    """(name, path) per input file, and (name, reason) per file left out; the name is ``<dir name>/<relative path>``.
 
-
-def _gather(dirs: Iterable[str | os.PathLike[str]], exts: frozenset[str], with_manifest: bool) -> list[tuple[str, Path]]:
-    """(name, path) per file; the name is ``<dir name>/<relative path>`` (never absolute)."""
+    A file is an input when its extension is in ``exts`` or (``with_manifest``) a sensor manifest lists it;
+    every other file but the manifests themselves is reported as skipped, with the reason.
+    """
     out: list[tuple[str, Path]] = []
+    skipped: list[tuple[str, str]] = []
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
@@ -122,19 +112,29 @@ def _gather(dirs: Iterable[str | os.PathLike[str]], exts: frozenset[str], with_m
         for p in sorted(d.rglob("*")):
             if not p.is_file() or p.name == "manifest.json":
                 continue
-            entry = _find_manifest_entry(p) if with_manifest else None
-            if p.suffix.lower() in exts or (entry is not None and entry[0].get("container") in CONTAINERS):
-                out.append((f"{d.name}/{p.relative_to(d).as_posix()}", p))
-    return out
+            name = f"{d.name}/{p.relative_to(d).as_posix()}"
+            try:
+                listed = with_manifest and find_entry(p) is not None
+            except RawFormatError as e:
+                skipped.append((name, str(e)))
+                continue
+            if p.suffix.lower() in exts or listed:
+                out.append((name, p))
+            else:
+                kind = "a photo" if exts is PHOTO_EXTENSIONS else "a camera RAW"
+                where = "" if exts is PHOTO_EXTENSIONS else " and not listed in a manifest.json (sensor manifest, docs/raw_ingest.md)"
+                skipped.append((name, f"not {kind} by its extension{where}"))
+    return out, skipped
 
 
 def _open_raw(path: Path) -> RawFrame:
-    found = _find_manifest_entry(path)
-    if found is not None and found[0].get("container") in CONTAINERS:
-        return read_manifest_entry(found[0], found[1])
-    if found is not None:
-        raise RawFormatError(f"manifest lists it as {found[0].get('kind')!r}, not a RAW frame", path=path)
-    return RawFrame.from_file(path)
+    found = find_entry(path)
+    if found is None:
+        return RawFrame.from_file(path)
+    entry, root = found
+    if entry.get("kind") in ("photo", "matrix"):
+        raise RawFormatError(f"the manifest lists it as a {entry.get('kind')}, not a RAW frame", path=path)
+    return SensorSpec.from_entry(entry, "manifest.json").read(root)
 
 
 def _load_photo(path: Path) -> np.ndarray:
@@ -166,25 +166,33 @@ def prepare(
     noise: bool = False,
     method: Demosaic | str = Demosaic.MALVAR2004,
     progress: bool = True,
+    strict: bool = False,
 ) -> PrepareResult:
     """Build the pair cache (see the module docstring); returns a :class:`PrepareResult`.
 
     ``limit`` caps the number of inputs (photos first, then RAWs, in sorted order).
-    Existing pair files in ``out`` are overwritten; stale ones are not deleted.
+    Existing pair files in ``out`` are overwritten; stale ones are not deleted. Every input
+    left out is in :attr:`PrepareResult.skipped` and the manifest's ``skipped``, with its reason:
+    files neither a photo/RAW by extension nor listed in a sensor manifest, entries that fail
+    validation (the field is named), unreadable files and dark frames.
+
+    Raises:
+        RawFormatError: ``strict`` and at least one input was skipped (the message lists them all;
+            no manifest is written).
     """
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     if photo_target not in ("original", "reference"):
         raise ValueError(f"photo_target must be 'original' or 'reference', got {photo_target!r}")
-    items = [("photo", n, p) for n, p in _gather(photos, PHOTO_EXTENSIONS, False)]
-    items += [("raw", n, p) for n, p in _gather(raws, RAW_EXTENSIONS, True)]
+    photo_items, skipped = _gather(photos, PHOTO_EXTENSIONS, False)
+    raw_items, raw_skipped = _gather(raws, RAW_EXTENSIONS, True)
+    skipped += raw_skipped
+    items = [("photo", n, p) for n, p in photo_items] + [("raw", n, p) for n, p in raw_items]
     if limit is not None:
         items = items[: max(0, int(limit))]
     outdir = Path(out)
-    (outdir / "pairs").mkdir(parents=True, exist_ok=True)
     pairs: list[dict] = []
-    skipped: list[tuple[str, str]] = []
     for kind, name, path in tqdm(items, desc="prepare", unit="img", disable=not progress):
         pid = _pair_id(name)
         try:
@@ -214,12 +222,15 @@ def prepare(
             skipped.append((name, str(e).replace(e.path, name) if e.path else str(e)))
             _log.warning("skip %s: %s", name, e)
             continue
+        (outdir / "pairs").mkdir(parents=True, exist_ok=True)
         base = outdir / "pairs" / pid
         pairs.append({
             "id": pid, "kind": kind, "source": name, "source_sha256": _sha256(path), **info,
             "stack": _save(stack.astype(np.float32), base.with_name(pid + ".stack.npy")),
             "target": _save(target, base.with_name(pid + ".target.npy")),
         })
+    if strict and skipped:
+        raise RawFormatError(f"--strict: {len(skipped)} input(s) skipped: " + "; ".join(f"{n}: {r}" for n, r in skipped))
     pairs.sort(key=lambda p: p["id"])
     order = np.random.default_rng(seed).permutation(len(pairs))
     n = len(pairs)
@@ -237,6 +248,7 @@ def prepare(
         "pairs": pairs,
         "skipped": [{"source": s, "reason": r} for s, r in skipped],
     }
+    outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     splits = {s: sum(p["split"] == s for p in pairs) for s in ("train", "val", "test")}
     return PrepareResult(outdir, len(pairs), splits, manifest["dataset_sha256"], tuple(skipped), time.perf_counter() - t0)
@@ -287,6 +299,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--noise", action="store_true", help="add Brooks et al. shot/read noise to unprocessed photos")
     g.add_argument("--demosaic", choices=[d.value for d in Demosaic], default=Demosaic.MALVAR2004.value,
                    help="reference demosaicing for targets (default malvar2004, see the module docstring)")
+    g.add_argument("--strict", action="store_true", help="fail (exit 1, nothing written) when any input is skipped")
     p.set_defaults(func=_run)
 
 
@@ -294,8 +307,14 @@ def _run(args: argparse.Namespace) -> int:
     if not args.photos and not args.raws:
         _log.error("nothing to do: give --photos and/or --raws")
         return 2
-    r = prepare(args.out, photos=args.photos, raws=args.raws, seed=args.seed, limit=args.limit, val=args.val,
-                test=args.test, photo_target=args.photo_target, noise=args.noise, method=args.demosaic)
+    try:
+        r = prepare(args.out, photos=args.photos, raws=args.raws, seed=args.seed, limit=args.limit, val=args.val,
+                    test=args.test, photo_target=args.photo_target, noise=args.noise, method=args.demosaic, strict=args.strict)
+    except RawFormatError as e:
+        _log.error("%s", e)
+        return 1
+    for name, reason in r.skipped:
+        _log.warning("skipped %s: %s", name, reason)
     _log.info("%d pairs (%s) in %.1f s, %d skipped; dataset_sha256 %s", r.pairs, r.splits, r.seconds, len(r.skipped), r.dataset_sha256)
     return 0
 
