@@ -42,16 +42,16 @@
     const ol = $("chain");
     ol.replaceChildren();
     $("chain-empty").hidden = chain.length > 0;
-    chain.forEach((step, i) => {
+    for (const step of chain) {  // an ordered list: the browser numbers the steps
       const li = el("li");
       li.dataset.kind = step.kind || "";
-      li.append(el("h4", (chain.length > 1 ? `Step ${i + 1}: ` : "") + step.title));
+      li.append(el("h4", step.title));
       li.append(el("p", step.trust.text, `trust trust-${step.trust.state}`));
       const dl = el("dl", null, "facts");
       facts(dl, step.facts);
       li.append(dl);
       ol.append(li);
-    });
+    }
   }
 
   function renderForensics(f, heatmap) {
