@@ -16,7 +16,7 @@ from rawproof._version import __version__
 from rawproof.errors import RawproofError
 
 # Modules that contribute subcommands, in the order --help lists them.
-_COMMAND_MODULES = ["rawproof.demo", "rawproof.develop", "rawproof.verify", "rawproof.fingerprint", "rawproof.batch", "rawproof.keygen", "rawproof.bench"]
+_COMMAND_MODULES = ["rawproof.demo", "rawproof.develop", "rawproof.verify", "rawproof.fingerprint", "rawproof.batch", "rawproof.keygen", "rawproof.repo.cli", "rawproof.bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from rawproof._version import __version__
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
 from rawproof.imageio import read_image_bytes
-from rawproof.jumbf import JumbfError, check_manifest_boxes
+from rawproof.jumbf import JumbfError, check_boxes, check_manifest_boxes
 
 __all__ = [
     "SigningAlg",
@@ -55,14 +55,19 @@ __all__ = [
     "build_manifest",
     "sign_image",
     "check_provenance",
+    "check_manifest_store",
     "mosaic_sha256",
     "bench_signing",
     "CAPTURE_ASSERTION_LABEL",
+    "SOFT_BINDING_LABEL",
     "COMPUTATIONAL_CAPTURE",
 ]
 
 CAPTURE_ASSERTION_LABEL = "org.rawproof.capture"
 """Label of the custom assertion holding :class:`CaptureInfo`."""
+
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
+"""Label of the C2PA soft-binding assertion (:mod:`rawproof.softbinding`)."""
 
 COMPUTATIONAL_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/computationalCapture"
 """IPTC digital source type of an image a device computed from its own sensor data."""
@@ -374,16 +379,18 @@ def mosaic_sha256(mosaic: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(mosaic, dtype="<u2").tobytes()).hexdigest()
 
 
-def build_manifest(capture: CaptureInfo) -> dict[str, Any]:
+def build_manifest(capture: CaptureInfo, soft_binding: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The C2PA manifest definition for one capture (the only place it is built).
 
     It holds a ``c2pa.actions.v2`` assertion with one ``c2pa.created`` action of
     digital source type computationalCapture, and the ``org.rawproof.capture``
     assertion (:meth:`CaptureInfo.to_dict`). ``claim_generator_info`` names rawproof and
     its version. c2pa adds the hard binding (``c2pa.hash.data``) when signing.
+    ``soft_binding``: the data of a ``c2pa.soft-binding`` assertion
+    (:func:`rawproof.softbinding.soft_binding_assertion`), added when given.
     """
     agent = {"name": "rawproof", "version": capture.sdk_version}
-    return {
+    manifest = {
         "claim_generator_info": [agent],
         "title": f"{capture.camera_make} {capture.camera_model} capture".strip(),
         "assertions": [
@@ -403,6 +410,9 @@ def build_manifest(capture: CaptureInfo) -> dict[str, Any]:
             {"label": CAPTURE_ASSERTION_LABEL, "data": capture.to_dict()},
         ],
     }
+    if soft_binding is not None:
+        manifest["assertions"].append({"label": SOFT_BINDING_LABEL, "data": dict(soft_binding)})
+    return manifest
 
 
 def sign_image(
@@ -412,6 +422,7 @@ def sign_image(
     signer: Signer,
     *,
     thumbnail: bool = False,
+    soft_binding: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Embed a signed C2PA manifest for ``capture`` into an encoded image.
 
@@ -422,6 +433,9 @@ def sign_image(
         signer: An open :class:`Signer`.
         thumbnail: Also embed a c2pa-made thumbnail (1024 px long edge). Off by default:
             it costs ~120 ms and ~0.4 MB on a 12 MP JPEG (see ``docs/provenance.md``).
+        soft_binding: ``c2pa.soft-binding`` assertion data computed on these pixels
+            (:func:`rawproof.softbinding.soft_binding_assertion`); it goes among the
+            claim's ``created_assertions``.
 
     Returns:
         The signed image, same format, pixels untouched.
@@ -436,7 +450,8 @@ def sign_image(
     handle = signer._handle
     if handle is None:
         raise SigningError("the signer is closed")
-    settings = {"builder": {"thumbnail": {"enabled": thumbnail}}}
+    # The soft binding is computed by this signer from the pixels, so it is a created assertion.
+    settings = {"builder": {"thumbnail": {"enabled": thumbnail}, "created_assertion_labels": [SOFT_BINDING_LABEL]}}
     out = io.BytesIO()
     signer._take_callback_error()
     try:
@@ -490,6 +505,7 @@ class ProvenanceReport:
             :meth:`CaptureInfo.to_dict`), or ``None`` if the manifest has none.
         error: c2pa's message when a manifest is present but cannot be decoded
             (state ``INVALID``, no status codes); ``None`` otherwise.
+        soft_binding: The ``c2pa.soft-binding`` assertion as a dict, or ``None``.
     """
 
     state: ProvenanceState
@@ -503,6 +519,7 @@ class ProvenanceReport:
     signing_time: str | None = None
     capture: Mapping[str, Any] | None = None
     error: str | None = None
+    soft_binding: Mapping[str, Any] | None = None
 
 
 # c2pa's validation_state: Trusted = Valid + chains to an anchor; Valid = intact but untrusted.
@@ -580,7 +597,24 @@ def check_provenance(
         OSError: ``image`` is a path that cannot be read.
     """
     data = read_image_bytes(image)
-    mime = _sniff_mime(data)
+    return _validate(data, _sniff_mime(data), trust_anchors)
+
+
+def check_manifest_store(store: bytes, *, trust_anchors: PemSource | None = None) -> ProvenanceReport:
+    """Validate a detached C2PA manifest store (``application/c2pa``, e.g. from a repository).
+
+    Without its asset, c2pa cannot check the hard binding: the report's ``status_codes``
+    then hold ``assertion.dataHash.mismatch`` however intact the store is. The signature,
+    the certificate chain and the assertion hashes are checked as for an embedded manifest
+    (``claimSignature.validated`` and ``signingCredential.trusted`` among ``success_codes``).
+
+    Raises:
+        VerificationError: unreadable ``trust_anchors``, or a c2pa state this version does not know.
+    """
+    return _validate(bytes(store), "application/c2pa", trust_anchors)
+
+
+def _validate(data: bytes, mime: str, trust_anchors: PemSource | None) -> ProvenanceReport:
     settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
     if trust_anchors is not None:
         try:
@@ -590,14 +624,17 @@ def check_provenance(
             raise VerificationError(f"cannot load the trust anchors: {e}") from e
         settings["trust"] = {"trust_anchors": anchors.decode("ascii")}
     try:
-        check_manifest_boxes(data, mime)
+        if mime == "application/c2pa":
+            check_boxes(data)
+        else:
+            check_manifest_boxes(data, mime)
         with c2pa.Context.from_dict(settings) as ctx, c2pa.Reader(mime, io.BytesIO(data), context=ctx) as reader:
             store = json.loads(reader.json())
             cr = json.loads(reader.crjson())
     except c2pa.C2paError.ManifestNotFound:
         return ProvenanceReport(state=ProvenanceState.NO_MANIFEST)
     except (c2pa.C2paError, JumbfError) as e:
-        if not _image_decodes(data):
+        if mime != "application/c2pa" and not _image_decodes(data):
             raise ImageFormatError(f"cannot parse the {mime} image: {e}") from e
         return ProvenanceReport(state=ProvenanceState.INVALID, error=str(e))
 
@@ -615,9 +652,8 @@ def check_provenance(
     for m in cr.get("manifests", []):
         if m.get("label") == label:
             cert_info = (m.get("signature") or {}).get("certificateInfo") or {}
-    capture = next(
-        (a.get("data") for a in manifest.get("assertions", []) if a.get("label") == CAPTURE_ASSERTION_LABEL), None
-    )
+    assertions = {a.get("label"): a.get("data") for a in manifest.get("assertions", [])}
+    capture = assertions.get(CAPTURE_ASSERTION_LABEL)
     return ProvenanceReport(
         state=_STATES[c2pa_state],
         status_codes=codes("failure"),
@@ -629,6 +665,7 @@ def check_provenance(
         signer_issuer=_dn(cert_info.get("issuer")),
         signing_time=(manifest.get("signature_info") or {}).get("time"),
         capture=capture,
+        soft_binding=assertions.get(SOFT_BINDING_LABEL),
     )
 
 

@@ -1,0 +1,99 @@
+"""``rawproof repo``: serve a manifest repository, issue device keys, flush a publish queue, benchmark lookups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from rawproof.errors import RepositoryError
+
+__all__ = ["register", "serve"]
+
+DEFAULT_DB = "rawproof-repo.sqlite"
+DEFAULT_PORT = 8470
+
+
+def serve(db: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, log_level: str = "warning") -> None:
+    """Run the repository over ``db`` (SQLite path or ``postgresql://`` URL) with uvicorn until interrupted."""
+    try:
+        import uvicorn
+
+        from rawproof.repo.app import create_app
+    except ImportError as e:
+        raise RepositoryError(f"the repository service needs the repo extra (pip install 'rawproof[repo]'): {e}") from e
+    from rawproof.repo.store import open_store
+
+    with open_store(db) as store:
+        uvicorn.run(create_app(store), host=host, port=port, log_level=log_level, workers=1)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    serve(args.db, args.host, args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
+def _add_key(args: argparse.Namespace) -> int:
+    from rawproof.repo.store import open_store
+
+    with open_store(args.db) as store:
+        key = store.add_key(args.device)
+    print(key)
+    return 0
+
+
+def _flush(args: argparse.Namespace) -> int:
+    from rawproof.repo.client import Publisher
+
+    pub = Publisher(args.repo, args.queue, api_key=args.key)
+    results = pub.flush()
+    left = len(pub.pending())
+    if args.json:
+        print(json.dumps({"sent": [r.manifest_id for r in results if r.status == "published"],
+                          "rejected": [r.error for r in results if r.status == "rejected"], "pending": left}, indent=2))
+    else:
+        print(f"sent {sum(r.status == 'published' for r in results)}, rejected {sum(r.status == 'rejected' for r in results)}, "
+              f"still queued {left}")
+    return 0 if left == 0 else 2
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rawproof.repo.bench import bench_lookup
+
+    rows = bench_lookup(manifests=args.manifests, clients=args.clients, queries=args.queries, db=args.db)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(" ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``rawproof repo serve|add-key|flush|bench``."""
+    p = subparsers.add_parser("repo", help="manifest repository (C2PA Soft Binding Resolution API)",
+                              description="Serve a manifest repository, issue device API keys, send queued manifests, "
+                                          "or benchmark lookups. See docs/credentials.md.")
+    sub = p.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
+    s = sub.add_parser("serve", help="run the repository HTTP service")
+    s.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default {DEFAULT_DB})")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    s.set_defaults(func=_serve)
+    k = sub.add_parser("add-key", help="issue a write API key for a device and print it")
+    k.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file or postgresql:// URL (default {DEFAULT_DB})")
+    k.add_argument("--device", required=True, help="device id the key belongs to")
+    k.set_defaults(func=_add_key)
+    f = sub.add_parser("flush", help="send the manifests a device queued while offline (exit 2 if some remain)")
+    f.add_argument("--queue", required=True, help="queue folder (develop --publish-queue)")
+    f.add_argument("--repo", required=True, help="repository URL")
+    f.add_argument("--key", default=os.environ.get("RAWPROOF_REPO_KEY"), help="API key (default $RAWPROOF_REPO_KEY)")
+    f.add_argument("--json", action="store_true", help="print JSON")
+    f.set_defaults(func=_flush)
+    b = sub.add_parser("bench", help="lookup latency with N stored manifests under concurrent clients")
+    b.add_argument("--manifests", type=int, default=100_000, help="manifests to store (default 100000)")
+    b.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    b.add_argument("--queries", type=int, default=4000, help="lookups in total (default 4000)")
+    b.add_argument("--db", default=None, help="SQLite file or postgresql:// URL (default: a temporary SQLite file)")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.set_defaults(func=_bench)
