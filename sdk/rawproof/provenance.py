@@ -455,7 +455,7 @@ def sign_image(
     out = io.BytesIO()
     signer._take_callback_error()
     try:
-        with c2pa.Context.from_dict(settings) as ctx, c2pa.Builder(build_manifest(capture), ctx) as builder:
+        with c2pa.Context.from_dict(settings) as ctx, c2pa.Builder(build_manifest(capture, soft_binding), ctx) as builder:
             builder.sign(handle, mime, io.BytesIO(image_bytes), out)
     except c2pa.C2paError as e:
         cause = signer._take_callback_error()

@@ -83,7 +83,7 @@ class Region:
             return {}
         shape = {"type": "rectangle", "unit": "percent", "origin": {"x": round(self.x * 100, 2), "y": round(self.y * 100, 2)},
                  "width": round(self.w * 100, 2), "height": round(self.h * 100, 2)}
-        return {"region": {"region": [{"type": "spatial", "shape": shape}], "role": "c2pa.areaOfInterest"}}
+        return {"region": {"region": [{"type": "spatial", "shape": shape}]}}
 
 
 def _grid() -> tuple[Region, ...]:
