@@ -18,6 +18,7 @@ __all__ = [
     "VerificationError",
     "ImageFormatError",
     "FingerprintError",
+    "RepositoryError",
 ]
 
 

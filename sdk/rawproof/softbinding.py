@@ -54,7 +54,7 @@ LABEL = "c2pa.soft-binding"
 BITS = 64
 """Bits of one ISCC Image-Code body."""
 
-MATCH_THRESHOLD = 10
+MATCH_THRESHOLD = 8
 """Largest Hamming distance (bits of 64) accepted as a match; chosen from the recovery and
 false-match measurements in ``docs/credentials.md``."""
 

@@ -14,6 +14,14 @@ DEFAULT_DB = "rawproof-repo.sqlite"
 DEFAULT_PORT = 8470
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def serve(db: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, log_level: str = "warning") -> None:
     """Run the repository over ``db`` (SQLite path or ``postgresql://`` URL) with uvicorn until interrupted."""
     try:
@@ -69,6 +77,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from rawproof.repo.bench import eval_recovery, load_photos, load_raw_developments
+
+    photos = load_photos(args.photos, max_side=args.max_side)
+    if args.develop_raw:
+        photos += load_raw_developments(args.develop_raw, max_side=args.max_side)
+    result = eval_recovery(photos, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``rawproof repo serve|add-key|flush|bench``."""
     p = subparsers.add_parser("repo", help="manifest repository (C2PA Soft Binding Resolution API)",
@@ -97,3 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--db", default=None, help="SQLite file or postgresql:// URL (default: a temporary SQLite file)")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=_bench)
+    e = sub.add_parser("eval", help="recovery and false-match rates of the soft binding through the platform channels")
+    e.add_argument("photos", nargs="+", help="folders of JPEG/PNG/WebP photos (even-indexed enrolled, odd-indexed distractors)")
+    e.add_argument("--max-side", type=int, default=1024, help="reduce photos to this long edge first (default 1024)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+    e.add_argument("--develop-raw", metavar="DATA_DIR", help="also develop every RAW frame of DATA_DIR/manifest.json with develop()")
+    e.set_defaults(func=_eval)
