@@ -281,3 +281,24 @@ def test_cli_add_key_prints_a_working_key(tmp_path: Path) -> None:
     key = out.getvalue().strip()
     with open_store(db) as st:
         assert st.device_for_key(key) == "cam-9" and st.device_for_key(key + "x") is None
+
+
+def test_bench_lookup_small() -> None:
+    """`rawproof repo bench` at a small size: every request answered, hits exactly the perturbed-code half."""
+    from rawproof.repo.bench import bench_lookup
+
+    (row,) = bench_lookup(manifests=300, clients=2, queries=40)
+    assert row["queries"] == 40 and row["codes"] == 300 * len(sb.REGIONS)
+    assert row["hits"] == 20  # 3 flipped bits always match; a random 64-bit code never lands within 8 bits of 5,700
+    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+
+
+def test_eval_recovery_small() -> None:
+    from PIL import Image
+
+    from rawproof.repo.bench import CHANNELS, eval_recovery
+
+    photos = [(f"p{i}", Image.fromarray(photo_like(200 + i, 320, 240))) for i in range(2)]
+    r = eval_recovery(photos, thresholds=(8,))
+    assert (r["enrolled"], r["distractors"], r["queries_enrolled"]) == (5, 14, 5 * len(CHANNELS))
+    assert r["thresholds"][8]["recovery_rate"] >= 0.9 and r["thresholds"][8]["wrong_manifest"] == 0

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from rawproof import softbinding as sb
-from rawproof.repo.store import Binding, CodeIndex, open_store
+from rawproof.repo.store import Binding, CodeIndex, open_store, to_int64
 
 __all__ = ["CHANNELS", "bench_lookup", "eval_recovery", "load_photos", "load_raw_developments"]
 
@@ -151,7 +151,7 @@ def eval_recovery(photos: Sequence[tuple[str, Image.Image]], *, thresholds: Sequ
     for mid, im in enrolled:
         for b, block in enumerate(sb.soft_binding_blocks(np.asarray(im))):
             rid += 1
-            rows.append((rid, mid, sb.parse_value(block["value"]) - (1 << 64) * (sb.parse_value(block["value"]) >= 1 << 63), b))
+            rows.append((rid, mid, to_int64(sb.parse_value(block["value"])), b))
     index.add(rows)
     tmax = max(thresholds)
     own: list[tuple[str, int | None, bool]] = []  # (channel, nearest distance, nearest is own)
@@ -190,7 +190,7 @@ def _fill(db: str, manifests: int, seed: int) -> list[int]:
         for start in range(0, manifests, 5000):
             items = []
             for i in range(start, min(manifests, start + 5000)):
-                codes = rng.integers(0, 2**63, len(sb.REGIONS), dtype=np.int64).astype(np.uint64) * 2 + rng.integers(0, 2, len(sb.REGIONS)).astype(np.uint64)
+                codes = rng.integers(0, 2**64, len(sb.REGIONS), dtype=np.uint64)
                 bindings = [Binding(sb.ALG, sb.format_value(int(c)), int(c), b) for b, c in enumerate(codes)]
                 items.append((f"urn:c2pa:bench-{i:08d}", blob, "bench", bindings))
                 firsts.append(int(codes[0]))
@@ -241,7 +241,7 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
                 for bit in rng.choice(64, 3, replace=False):
                     code ^= 1 << int(bit)
             else:
-                code = int(rng.integers(0, 2**63)) * 2
+                code = int(rng.integers(0, 2**64, dtype=np.uint64))
             paths.append(f"/matches/byBinding?alg={sb.ALG}&value={sb.encode_query(sb.format_value(code))}")
         lat: list[float] = []
         hits = [0]

@@ -14,6 +14,7 @@ HTTP package for publishing or recovery.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import urllib.error
@@ -68,8 +69,9 @@ class RepoClient:
         except urllib.error.HTTPError as e:
             detail = e.read(2000).decode("utf-8", "replace")
             raise RepositoryError(f"{method} {path}: HTTP {e.code}: {detail}", status=e.code) from e
-        except (urllib.error.URLError, OSError) as e:
-            raise RepositoryError(f"{method} {path}: repository unreachable: {e}", status=None) from e
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            # Includes a connection dropped mid-answer (IncompleteRead): nothing was acknowledged.
+            raise RepositoryError(f"{method} {path}: repository unreachable: {e!r}", status=None) from e
         if len(data) > limit:
             raise RepositoryError(f"{method} {path}: answer larger than {limit} bytes", status=status)
         return status, data
@@ -84,7 +86,11 @@ class RepoClient:
             raise RepositoryError("publishing needs an API key (rawproof repo add-key)")
         _, data = self._request("POST", "/manifests", store,
                                 {"Content-Type": "application/c2pa", "Authorization": f"Bearer {self.api_key}"})
-        return str(json.loads(data)["manifestId"])
+        try:
+            return str(json.loads(data)["manifestId"])
+        except (ValueError, KeyError, TypeError) as e:
+            # A cut-off answer is no acknowledgement: treat it like no answer (the publisher queues; publishing is idempotent).
+            raise RepositoryError(f"POST /manifests: malformed answer {data[:80]!r}", status=None) from e
 
     def _matches(self, data: bytes) -> list[RepoMatch]:
         try:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Binding", "Match", "ManifestStore", "CodeIndex", "open_store"]
+__all__ = ["Binding", "Match", "ManifestStore", "CodeIndex", "open_store", "to_int64"]
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS manifests (manifest_id TEXT PRIMARY KEY, store {blob} NOT NULL, "
@@ -59,8 +59,8 @@ class Match:
     block: int
 
 
-def _signed(code: int) -> int:
-    """uint64 -> int64 with the same bits (both databases store BIGINT)."""
+def to_int64(code: int) -> int:
+    """uint64 -> int64 with the same bits (both databases store BIGINT, and :class:`CodeIndex` reads that)."""
     return code - (1 << 64) if code >= 1 << 63 else code
 
 
@@ -223,7 +223,7 @@ class ManifestStore:
             cur.executemany(self._sql("INSERT INTO manifests (manifest_id, store, device, created) VALUES (?, ?, ?, ?)"),
                             [(mid, data, dev, now) for mid, data, dev, _ in items])
             cur.executemany(self._sql("INSERT INTO bindings (manifest_id, alg, value, code, block) VALUES (?, ?, ?, ?, ?)"),
-                            [(mid, b.alg, b.value, _signed(b.code), b.block) for mid, _, _, bs in items for b in bs])
+                            [(mid, b.alg, b.value, to_int64(b.code), b.block) for mid, _, _, bs in items for b in bs])
         self.refresh()
 
     def get(self, manifest_id: str) -> bytes | None:
