@@ -8,9 +8,10 @@ One class, :class:`ManifestStore`, over two databases through the same SQL:
   large repository. Commits are durable by PostgreSQL's defaults.
 
 Lookups by soft binding run in memory: :class:`CodeIndex` keeps every stored 64-bit code in a
-numpy array (8 bytes each; 1.9 M codes for 100,000 manifests of 19 blocks take 15 MB) and
-finds the nearest by XOR and popcount. Before each query it reads the rows added since its
-last read (by any process), so several servers over one PostgreSQL database agree.
+numpy array (8 bytes each; 1.9 M codes for 100,000 manifests of 19 blocks take 15 MB, plus 4
+sorted copies of 16-bit substrings for multi-index hashing) and checks only candidates that
+share a near substring with the query. Every half second at most, a query first reads the rows
+added since the last read (by any process), so several servers over one PostgreSQL database agree.
 """
 
 from __future__ import annotations
@@ -64,17 +65,48 @@ def to_int64(code: int) -> int:
     return code - (1 << 64) if code >= 1 << 63 else code
 
 
+def _flip_masks(bits: int, max_flips: int) -> np.ndarray:
+    """All ``bits``-bit masks with at most ``max_flips`` bits set (the neighbours of a key), uint64."""
+    from itertools import combinations
+
+    masks = [sum(1 << b for b in c) for k in range(max_flips + 1) for c in combinations(range(bits), k)]
+    return np.array(masks, dtype=np.uint64)
+
+
 class CodeIndex:
-    """In-memory nearest-code search over the ``bindings`` table (see module docstring). Thread-safe."""
+    """In-memory nearest-code search over the ``bindings`` table (see module docstring). Thread-safe.
+
+    Multi-index hashing (Norouzi et al., CVPR 2012): the 64 bits are cut into 4 substrings of 16.
+    If two codes differ in at most ``r`` bits, one substring differs in at most ``r // 4`` bits
+    (pigeonhole), so the candidates are the codes whose substring equals one of the query's
+    substring neighbours within ``r // 4`` flips (137 keys per substring for r <= 11), found by
+    binary search in 4 sorted copies; only they get an exact popcount. Codes added since the last
+    sort (at most 5 % of the index, or 50,000) are compared directly. For ``r`` > 11 every code
+    is compared.
+    """
+
+    _SUB_BITS = 16
+    _SUBS = 4
+    _MAX_MIH_RADIUS = 11
 
     def __init__(self) -> None:
         self._codes = np.zeros(0, np.uint64)
         self._rows: list[tuple[str, int]] = []  # (manifest_id, block) per code
         self._last_id = 0
+        self._sorted: list[tuple[np.ndarray, np.ndarray]] = []  # per substring: (sorted keys, positions)
+        self._sorted_n = 0
+        self._masks = {r: _flip_masks(self._SUB_BITS, r) for r in range(self._MAX_MIH_RADIUS // self._SUBS + 1)}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def _resort(self) -> None:
+        shifts = [np.uint64(self._SUB_BITS * i) for i in range(self._SUBS)]
+        keys = [((self._codes >> sh) & np.uint64(0xFFFF)).astype(np.uint16) for sh in shifts]
+        orders = [np.argsort(k, kind="stable") for k in keys]
+        self._sorted = [(k[o], o) for k, o in zip(keys, orders)]
+        self._sorted_n = self._codes.size
 
     def add(self, rows: Sequence[tuple[int, str, int, int]]) -> None:
         """Append ``(row id, manifest_id, code int64, block)`` rows read from the database, in id order."""
@@ -86,31 +118,46 @@ class CodeIndex:
                 return
             codes = np.array([r[2] for r in fresh], dtype=np.int64).view(np.uint64)
             self._codes = np.concatenate([self._codes, codes])
-            self._rows.extend((r[1], r[3]) for r in fresh)
+            self._rows = self._rows + [(r[1], r[3]) for r in fresh]  # a new list: readers keep their snapshot
             self._last_id = fresh[-1][0]
+            if self._codes.size - self._sorted_n > max(50_000, self._codes.size // 20):
+                self._resort()
 
     @property
     def last_id(self) -> int:
         """Largest row id already indexed."""
         return self._last_id
 
+    def _candidates(self, code: int, radius: int, codes: np.ndarray, sorted_parts: list[tuple[np.ndarray, np.ndarray]],
+                    sorted_n: int) -> np.ndarray:
+        if radius > self._MAX_MIH_RADIUS or not sorted_parts:
+            return np.arange(codes.size)
+        masks = self._masks[radius // self._SUBS]
+        found = [np.arange(sorted_n, codes.size)]
+        for i, (keys, order) in enumerate(sorted_parts):
+            probe = ((np.uint64(code >> (self._SUB_BITS * i)) & np.uint64(0xFFFF)) ^ masks).astype(np.uint16)
+            lo, hi = np.searchsorted(keys, probe, "left"), np.searchsorted(keys, probe, "right")
+            found.extend(order[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a)
+        return np.concatenate(found)  # may repeat a position (several substrings hit); nearest() dedupes by manifest
+
     def nearest(self, code: int, max_distance: int, max_results: int) -> list[Match]:
         """Manifests with a block within ``max_distance`` bits of ``code``, nearest first, one entry per manifest."""
         with self._lock:
-            codes, rows = self._codes, self._rows
+            codes, rows, sorted_parts, sorted_n = self._codes, self._rows, self._sorted, self._sorted_n
         if codes.size == 0:
             return []
-        dist = np.bitwise_count(codes ^ np.uint64(code))
-        hits = np.flatnonzero(dist <= max_distance)
-        hits = hits[np.argsort(dist[hits], kind="stable")]
+        cand = self._candidates(code, max_distance, codes, sorted_parts, sorted_n)
+        dist = np.bitwise_count(codes[cand] ^ np.uint64(code))
+        keep = np.flatnonzero(dist <= max_distance)
+        keep = keep[np.lexsort((cand[keep], dist[keep]))]  # nearest first, then oldest
         out: list[Match] = []
         seen: set[str] = set()
-        for i in hits:
-            mid, block = rows[int(i)]
+        for j in keep:
+            mid, block = rows[int(cand[j])]
             if mid in seen:
                 continue
             seen.add(mid)
-            out.append(Match(mid, int(dist[i]), block))
+            out.append(Match(mid, int(dist[j]), block))
             if len(out) >= max_results:
                 break
         return out
@@ -149,6 +196,9 @@ class ManifestStore:
             for stmt in _SCHEMA:
                 cur.execute(stmt.format(blob=blob, serial=serial))
         self.index = CodeIndex()
+        self.refresh_interval = 0.5
+        """Seconds between reads of rows other processes added (see :meth:`nearest`)."""
+        self._refreshed = 0.0
         self.refresh()
 
     def _sql(self, text: str) -> str:
@@ -237,12 +287,15 @@ class ManifestStore:
 
     def refresh(self) -> None:
         """Load bindings added since the index's last read (by this or another process)."""
+        self._refreshed = time.monotonic()
         rows = self._query("SELECT id, manifest_id, code, block FROM bindings WHERE id > ? ORDER BY id", (self.index.last_id,))
         self.index.add([(int(r[0]), r[1], int(r[2]), int(r[3])) for r in rows])
 
     def nearest(self, code: int, max_distance: int, max_results: int) -> list[Match]:
-        """See :meth:`CodeIndex.nearest`; refreshes first."""
-        self.refresh()
+        """See :meth:`CodeIndex.nearest`. Writes by this object are seen at once; writes by other
+        processes (several servers over one PostgreSQL) within :attr:`refresh_interval` seconds."""
+        if time.monotonic() - self._refreshed >= self.refresh_interval:
+            self.refresh()
         return self.index.nearest(code, max_distance, max_results)
 
     def add_key(self, device: str) -> str:
