@@ -302,3 +302,31 @@ def test_eval_recovery_small() -> None:
     r = eval_recovery(photos, thresholds=(8,))
     assert (r["enrolled"], r["distractors"], r["queries_enrolled"]) == (5, 14, 5 * len(CHANNELS))
     assert r["thresholds"][8]["recovery_rate"] >= 0.9 and r["thresholds"][8]["wrong_manifest"] == 0
+
+
+@pytest.mark.parametrize("radius", [0, 3, 8, 11, 16])
+def test_code_index_equals_a_full_scan(radius: int) -> None:
+    """Multi-index hashing returns exactly what a numpy full scan returns (nearest first, one per manifest)."""
+    import numpy as np
+
+    from rawproof.repo.store import CodeIndex, to_int64
+
+    rng = np.random.default_rng(radius)
+    n = 60_000  # above the resort threshold, then a tail that is scanned directly
+    codes = rng.integers(0, 2**64, n, dtype=np.uint64)
+    idx = CodeIndex()
+    idx.add([(i + 1, f"m{i // 19}", to_int64(int(c)), i % 19) for i, c in enumerate(codes[:55_000])])
+    idx.add([(i + 1, f"m{i // 19}", to_int64(int(c)), i % 19) for i, c in enumerate(codes[55_000:], start=55_000)])
+    for _ in range(30):
+        q = int(codes[rng.integers(n)])
+        for b in rng.choice(64, int(rng.integers(0, radius + 3)), replace=False):
+            q ^= 1 << int(b)
+        d = np.bitwise_count(codes ^ np.uint64(q))
+        hits = np.flatnonzero(d <= radius)
+        hits = hits[np.lexsort((hits, d[hits]))]
+        expected, seen = [], set()
+        for i in hits:
+            if f"m{i // 19}" not in seen:
+                seen.add(f"m{i // 19}")
+                expected.append((f"m{i // 19}", int(d[i]), int(i % 19)))
+        assert [(m.manifest_id, m.distance, m.block) for m in idx.nearest(q, radius, 5)] == expected[:5]
