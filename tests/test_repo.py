@@ -287,10 +287,12 @@ def test_bench_lookup_small() -> None:
     """`rawproof repo bench` at a small size: every request answered, hits exactly the perturbed-code half."""
     from rawproof.repo.bench import bench_lookup
 
-    (row,) = bench_lookup(manifests=300, clients=2, queries=40)
-    assert row["queries"] == 40 and row["codes"] == 300 * len(sb.REGIONS)
-    assert row["hits"] == 20  # 3 flipped bits always match; a random 64-bit code never lands within 8 bits of 5,700
-    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    rows = bench_lookup(manifests=300, clients=2, queries=40)
+    assert [r["clients"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["queries"] == 40 and row["codes"] == 300 * len(sb.REGIONS)
+        assert row["hits"] == 20  # 3 flipped bits always match; a random 64-bit code never lands within 8 bits of 5,700
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
 
 
 def test_eval_recovery_small() -> None:

@@ -22,7 +22,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rawproof import softbinding as sb
 from rawproof.errors import RepositoryError

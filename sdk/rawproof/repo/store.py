@@ -285,6 +285,10 @@ class ManifestStore:
         """Number of manifests stored."""
         return int(self._query("SELECT COUNT(*) FROM manifests")[0][0])
 
+    def block_codes(self, block: int) -> list[int]:
+        """The stored codes (uint64) of one block index, in insertion order."""
+        return [int(c) & (2**64 - 1) for (c,) in self._query("SELECT code FROM bindings WHERE block = ? ORDER BY id", (block,))]
+
     def refresh(self) -> None:
         """Load bindings added since the index's last read (by this or another process)."""
         self._refreshed = time.monotonic()
