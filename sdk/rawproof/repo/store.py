@@ -90,8 +90,13 @@ class CodeIndex:
     _MAX_MIH_RADIUS = 11
 
     def __init__(self) -> None:
+        # Per code: the code, its manifest (index into _mids) and its block, as numpy arrays:
+        # a list of 1.9 M tuples would make every full garbage collection walk 1.9 M objects.
         self._codes = np.zeros(0, np.uint64)
-        self._rows: list[tuple[str, int]] = []  # (manifest_id, block) per code
+        self._row_mid = np.zeros(0, np.int32)
+        self._row_block = np.zeros(0, np.int16)
+        self._mids: list[str] = []
+        self._mid_pos: dict[str, int] = {}
         self._last_id = 0
         self._sorted: list[tuple[np.ndarray, np.ndarray]] = []  # per substring: (sorted keys, positions)
         self._sorted_n = 0
@@ -99,7 +104,7 @@ class CodeIndex:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return int(self._codes.size)
 
     def _resort(self) -> None:
         shifts = [np.uint64(self._SUB_BITS * i) for i in range(self._SUBS)]
@@ -117,8 +122,14 @@ class CodeIndex:
             if not fresh:
                 return
             codes = np.array([r[2] for r in fresh], dtype=np.int64).view(np.uint64)
+            for r in fresh:
+                if r[1] not in self._mid_pos:
+                    self._mid_pos[r[1]] = len(self._mids)
+                    self._mids.append(r[1])  # append-only: a reader's snapshot of the arrays stays valid
+            # New arrays (not in-place): a reader holding the previous ones keeps a consistent snapshot.
             self._codes = np.concatenate([self._codes, codes])
-            self._rows = self._rows + [(r[1], r[3]) for r in fresh]  # a new list: readers keep their snapshot
+            self._row_mid = np.concatenate([self._row_mid, np.array([self._mid_pos[r[1]] for r in fresh], np.int32)])
+            self._row_block = np.concatenate([self._row_block, np.array([r[3] for r in fresh], np.int16)])
             self._last_id = fresh[-1][0]
             if self._codes.size - self._sorted_n > max(50_000, self._codes.size // 20):
                 self._resort()
@@ -143,7 +154,8 @@ class CodeIndex:
     def nearest(self, code: int, max_distance: int, max_results: int) -> list[Match]:
         """Manifests with a block within ``max_distance`` bits of ``code``, nearest first, one entry per manifest."""
         with self._lock:
-            codes, rows, sorted_parts, sorted_n = self._codes, self._rows, self._sorted, self._sorted_n
+            codes, row_mid, row_block, sorted_parts, sorted_n = (self._codes, self._row_mid, self._row_block,
+                                                                 self._sorted, self._sorted_n)
         if codes.size == 0:
             return []
         cand = self._candidates(code, max_distance, codes, sorted_parts, sorted_n)
@@ -151,13 +163,14 @@ class CodeIndex:
         keep = np.flatnonzero(dist <= max_distance)
         keep = keep[np.lexsort((cand[keep], dist[keep]))]  # nearest first, then oldest
         out: list[Match] = []
-        seen: set[str] = set()
+        seen: set[int] = set()
         for j in keep:
-            mid, block = rows[int(cand[j])]
-            if mid in seen:
+            pos = int(cand[j])
+            m = int(row_mid[pos])
+            if m in seen:
                 continue
-            seen.add(mid)
-            out.append(Match(mid, int(dist[j]), block))
+            seen.add(m)
+            out.append(Match(self._mids[m], int(dist[j]), int(row_block[pos])))
             if len(out) >= max_results:
                 break
         return out
