@@ -204,7 +204,7 @@ def _fill(db: str, manifests: int, seed: int) -> list[int]:
 
 
 def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4000, db: str | None = None,
-                 seed: int = 0) -> list[dict[str, Any]]:
+                 seed: int = 0, workers: int = 1) -> list[dict[str, Any]]:
     """Lookup latency of ``rawproof repo serve`` with ``manifests`` stored: one client, then ``clients`` at once.
 
     Half the queries are a stored code with 3 bits flipped (a hit), half a random code (a miss).
@@ -214,8 +214,9 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
     Clients run as threads of this process, on the same cores as the server.
 
     Returns:
-        One row per client count: ``manifests``, ``codes``, ``backend``, ``clients``,
-        ``queries``, ``fill_s``, ``p50_ms``, ``p99_ms``, ``max_ms``, ``throughput_qps``, ``hits``.
+        One row per client count: ``manifests``, ``codes``, ``workers``, ``backend``, ``clients``,
+        ``queries``, ``fill_s``, ``p50_ms``, ``p99_ms``, ``max_ms``, ``throughput_qps``, ``hits``,
+        ``errors`` (answers other than 200).
     """
     from rawproof.repo.cli import _free_port
 
@@ -226,7 +227,8 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
     fill_s = time.perf_counter() - t0
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "repo", "serve", "--db", db, "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "repo", "serve", "--db", db, "--port", str(port), "--workers", str(workers),
+                             "--reads-per-s", "1e6"],  # all bench clients share one address: no rate limit
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -254,22 +256,25 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
 
         def run(n_clients: int, mine: list[str]) -> tuple[list[float], int, float]:
             lat: list[float] = []
-            hits = [0]
+            hits, errors = [0], [0]
             lock = threading.Lock()
 
             def client(part: list[str]) -> None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                local, h = [], 0
+                local, h, e = [], 0, 0
                 for p in part:
                     t = time.perf_counter()
                     conn.request("GET", p)
-                    body = conn.getresponse().read()
+                    resp = conn.getresponse()
+                    body = resp.read()
                     local.append((time.perf_counter() - t) * 1e3)
                     h += b"manifestId" in body
+                    e += resp.status != 200
                 conn.close()
                 with lock:
                     lat.extend(local)
                     hits[0] += h
+                    errors[0] += e
 
             threads = [threading.Thread(target=client, args=(mine[i::n_clients],)) for i in range(n_clients)]
             t1 = time.perf_counter()
@@ -277,7 +282,7 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
                 th.start()
             for th in threads:
                 th.join()
-            return lat, hits[0], time.perf_counter() - t1
+            return lat, hits[0], errors[0], time.perf_counter() - t1
 
         runs = {n: run(n, paths if n == clients else paths[: max(100, len(paths) // 8)]) for n in dict.fromkeys((1, clients))}
     finally:
@@ -285,11 +290,11 @@ def bench_lookup(*, manifests: int = 100_000, clients: int = 8, queries: int = 4
         proc.wait(30)
         tmp.cleanup()
     rows = []
-    for n, (lat, hits, wall) in runs.items():
+    for n, (lat, hits, errors, wall) in runs.items():
         arr = np.array(lat)
-        rows.append({"manifests": manifests, "codes": manifests * len(sb.REGIONS),
+        rows.append({"manifests": manifests, "codes": manifests * len(sb.REGIONS), "workers": workers,
                      "backend": "postgresql" if db.startswith("postgres") else "sqlite", "clients": n, "queries": len(arr),
                      "fill_s": round(fill_s, 1), "p50_ms": round(float(np.percentile(arr, 50)), 2),
                      "p99_ms": round(float(np.percentile(arr, 99)), 2), "max_ms": round(float(arr.max()), 2),
-                     "throughput_qps": round(len(arr) / wall, 1), "hits": hits})
+                     "throughput_qps": round(len(arr) / wall, 1), "hits": hits, "errors": errors})
     return rows
