@@ -116,3 +116,21 @@ def test_develop_publishes_and_queues(repo, pki, tmp_path: Path) -> None:
     rep = verify(jpeg_bytes(stripped, 70), trust_anchors=pki.root_cert, repo=url)
     assert rep.verdict is Verdict.RECOVERED and rep.recovery.manifest_id == res.published.manifest_id
     assert rep.recovery.capture["raw_sha256"] == res.raw_sha256
+
+
+def test_verify_batch_with_repo(repo, pki, tmp_path: Path) -> None:
+    """verify-batch --repo fills recovered_manifest / recovery_distance per row."""
+    from rawproof.batch import read_rows, verify_batch
+
+    url, key, _ = repo
+    rgb = photo_like(16, 640, 480)
+    mid = RepoClient(url, key).publish(manifest_stores(_sign(pki, rgb), "image/jpeg")[0])
+    (tmp_path / "stripped.jpg").write_bytes(_platform(rgb, 0.75, (0, 20), 75))
+    (tmp_path / "other.jpg").write_bytes(jpeg_bytes(photo_like(17, 640, 480), 75))
+    out = tmp_path / "rows.jsonl"
+    verify_batch([str(tmp_path / "stripped.jpg"), str(tmp_path / "other.jpg")], out, workers=1, progress=False,
+                 trust_anchors=pki.root_cert, repo=url)
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert rows["stripped.jpg"]["verdict"] == "recovered" and rows["stripped.jpg"]["recovered_manifest"] == mid
+    assert rows["stripped.jpg"]["recovery_distance"] <= sb.MATCH_THRESHOLD
+    assert rows["other.jpg"]["recovered_manifest"] is None and rows["other.jpg"]["verdict"] != "recovered"

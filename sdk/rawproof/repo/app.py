@@ -1,7 +1,8 @@
 """The manifest repository as an ASGI app (FastAPI): the C2PA Soft Binding Resolution API.
 
-Routes follow the OpenAPI description "C2PA Soft Binding Resolution API" 1.0.0 (C2PA
-specification 2.1, "Soft Binding Resolution API"); see ``docs/credentials.md``:
+Routes follow "C2PA Soft Binding API" (the companion document of the C2PA specification
+2.1-2.3, section "Soft Binding Resolution API for C2PA Manifest Recovery") and its OpenAPI
+description "C2PA Soft Binding Resolution API" version 1.0.0; see ``docs/credentials.md``:
 
 * ``GET /matches/byBinding?alg=&value=&maxResults=`` and ``POST /matches/byBinding``
   (``{"alg", "value"}``): ``value`` is base64 of the assertion block's value string.
