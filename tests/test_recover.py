@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -107,9 +108,13 @@ def test_develop_publishes_and_queues(repo, pki, tmp_path: Path) -> None:
                           publish=Publisher(RepoClient("http://127.0.0.1:1", key, timeout=2), tmp_path / "q2"))
         with pytest.raises(SigningError):
             develop(frame, publish=url)
+        flat = dataclasses.replace(frame, mosaic=np.full_like(frame.mosaic, 1000))  # a lens-cap frame
+        skipped = develop(flat, signer=signer, tile=0, publish=Publisher(RepoClient(url, key), tmp_path / "q3"))
     assert res.published is not None and res.published.status == "published"
     assert store.get(res.published.manifest_id) == manifest_stores(res.signed, "image/jpeg")[0]
     assert offline.published.status == "queued" and offline.published.queued_as.is_file()
+    assert skipped.published.status == "skipped" and skipped.signed is not None
+    assert verify(skipped.signed, trust_anchors=pki.root_cert).provenance.soft_binding is None
     blocks = verify(res.signed, trust_anchors=pki.root_cert).provenance.soft_binding["blocks"]
     assert blocks[0]["value"] == sb.format_value(sb.image_code(res.rgb))  # computed on the developed pixels
     stripped = np.asarray(Image.open(io.BytesIO(res.signed)).convert("RGB"))

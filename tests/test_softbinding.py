@@ -42,6 +42,16 @@ def test_value_round_trip_and_errors() -> None:
         sb.decode_query("%%%")
     with pytest.raises(ValueError):
         sb.image_code(np.zeros((4, 4, 3), np.uint8))
+    assert sb.soft_binding_assertion(np.zeros((4, 4, 3), np.uint8)) is None  # too small: no assertion
+
+
+def test_flat_frames_get_no_soft_binding() -> None:
+    """Flat frames all hash alike (they would match each other's manifests), so they get none."""
+    flat = [np.full((64, 64, 3), v, np.uint8) for v in (0, 128, 255)]
+    noisy_flat = np.clip(128 + np.random.default_rng(0).normal(0, 0.5, (64, 64, 3)), 0, 255).astype(np.uint8)
+    for img in [*flat, noisy_flat]:
+        assert not sb.has_content(img) and sb.soft_binding_assertion(img) is None
+    assert sb.has_content(photo_like(9)) and sb.soft_binding_assertion(photo_like(9)) is not None
     with pytest.raises(ValueError):
         sb.image_code(np.zeros((32, 32), np.uint8))
 

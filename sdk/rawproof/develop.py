@@ -46,6 +46,7 @@ __all__ = [
     "develop",
     "encode_image",
     "bench_develop",
+    "default_publish_queue",
     "register",
 ]
 
@@ -303,7 +304,7 @@ def develop(
         threads: Threads for native unpacking and onnxruntime; ``None`` = all cores.
         signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``) that
             includes a ``c2pa.soft-binding`` assertion computed on the developed pixels
-            (:mod:`rawproof.softbinding`).
+            (:mod:`rawproof.softbinding`; none for an image smaller than 8 px or flat).
         capture: Base capture assertion (e.g. with ``capture_time`` or ``fan``); its
             ``raw_sha256``, ``nip`` and ``develop`` settings are always replaced by what
             this call actually did. Default: built from the frame's camera/device id.
@@ -375,7 +376,12 @@ def develop(
         t7 = time.perf_counter()
         encode_ms, softbind_ms, sign_ms = (t5 - t4) * 1e3, (t6 - t5) * 1e3, (t7 - t6) * 1e3
         if publish is not None:
-            published = _publish(signed, enc.mime, publish)
+            if soft is None:  # a repository finds manifests by their soft binding: nothing to publish
+                from rawproof.repo.client import PublishResult
+
+                published = PublishResult("skipped", error="no soft binding: the image is smaller than 8 px or flat")
+            else:
+                published = _publish(signed, enc.mime, publish)
             publish_ms = (time.perf_counter() - t7) * 1e3
     timings = DevelopTimings(
         model_ms=(t0 - t_start) * 1e3,

@@ -126,16 +126,17 @@ def recover(decoded: DecodedImage, repo: str | RepoClient, *, trust_anchors: Pem
     Returns:
         The nearest candidate whose signed soft binding is within
         :data:`rawproof.softbinding.MATCH_THRESHOLD` of the image (a trusted one preferred), or
-        ``None`` when nothing matches.
+        ``None`` when nothing matches or the image cannot carry a soft binding
+        (:func:`rawproof.softbinding.has_content`); the repository is then not asked.
 
     Raises:
         RepositoryError: the repository is unreachable or answers with an error.
     """
     client = repo if isinstance(repo, RepoClient) else RepoClient(repo)
-    rgb = decoded.rgb
-    if rgb.shape[0] < 8 or rgb.shape[1] < 8:
-        return None
-    code = sb.image_code(np.asarray(rgb))
+    rgb = np.asarray(decoded.rgb)
+    if not sb.has_content(rgb):
+        return None  # too small or flat: its code would match every other flat frame
+    code = sb.image_code(rgb)
     found: list[Recovery] = []
     for m in client.match_binding(sb.format_value(code), max_results=_CANDIDATES):
         store = client.manifest(m.manifest_id)

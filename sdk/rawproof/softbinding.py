@@ -42,6 +42,9 @@ __all__ = [
     "encode_query",
     "decode_query",
     "hamming",
+    "has_content",
+    "MIN_SIDE",
+    "MIN_CONTRAST",
     "region_of_block",
 ]
 
@@ -57,6 +60,14 @@ BITS = 64
 MATCH_THRESHOLD = 8
 """Largest Hamming distance (bits of 64) accepted as a match; chosen from the recovery and
 false-match measurements in ``docs/credentials.md``."""
+
+MIN_SIDE = 8
+"""Smallest image side (px) that gets a soft binding."""
+
+MIN_CONTRAST = 2.0
+"""Smallest standard deviation (8-bit luma levels) of the 32 x 32 image that gets a soft binding:
+every flat frame (a lens-cap shot, a black frame) hashes to nearly the same code, so such codes
+would match each other's manifests."""
 
 _REDUCE_SIDE = 512
 """Long edge (px) the luma image is first box-reduced to, so that a 12 MP frame and its
@@ -102,8 +113,8 @@ REGIONS: tuple[Region, ...] = _grid()
 def _luma(rgb: np.ndarray) -> Image.Image:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must be uint8 H x W x 3, got {getattr(rgb, 'dtype', None)} {getattr(rgb, 'shape', None)}")
-    if rgb.shape[0] < 8 or rgb.shape[1] < 8:
-        raise ValueError(f"image too small for a soft binding: {rgb.shape[1]}x{rgb.shape[0]} (needs 8x8)")
+    if rgb.shape[0] < MIN_SIDE or rgb.shape[1] < MIN_SIDE:
+        raise ValueError(f"image too small for a soft binding: {rgb.shape[1]}x{rgb.shape[0]} (needs {MIN_SIDE}x{MIN_SIDE})")
     im = Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L")  # ITU-R 601 luma, as ISCC normalises
     f = _REDUCE_SIDE / max(im.size)
     if f < 1:
@@ -111,13 +122,24 @@ def _luma(rgb: np.ndarray) -> Image.Image:
     return im
 
 
+def _thumb(luma: Image.Image, region: Region) -> np.ndarray:
+    w, h = luma.size
+    box = (round(region.x * w), round(region.y * h), round((region.x + region.w) * w), round((region.y + region.h) * h))
+    return np.asarray(luma.crop(box).resize((32, 32), Image.BICUBIC), dtype=np.uint8)
+
+
 def _code(luma: Image.Image, region: Region) -> int:
     from iscc_core import soft_hash_image_v0
 
-    w, h = luma.size
-    box = (round(region.x * w), round(region.y * h), round((region.x + region.w) * w), round((region.y + region.h) * h))
-    pixels = np.asarray(luma.crop(box).resize((32, 32), Image.BICUBIC), dtype=np.uint8).ravel().tolist()
-    return int.from_bytes(soft_hash_image_v0(pixels, bits=BITS), "big")
+    return int.from_bytes(soft_hash_image_v0(_thumb(luma, region).ravel().tolist(), bits=BITS), "big")
+
+
+def has_content(rgb: np.ndarray) -> bool:
+    """Whether an image can carry a soft binding: at least :data:`MIN_SIDE` px a side and a 32 x 32
+    luma with a standard deviation of at least :data:`MIN_CONTRAST` levels (not a flat frame)."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[0] < MIN_SIDE or rgb.shape[1] < MIN_SIDE:
+        return False
+    return float(_thumb(_luma(rgb), REGIONS[0]).std()) >= MIN_CONTRAST
 
 
 def image_code(rgb: np.ndarray, region: Region | None = None) -> int:
@@ -186,8 +208,11 @@ def soft_binding_blocks(rgb: np.ndarray) -> list[dict[str, Any]]:
     return [{"scope": r.to_scope(), "value": format_value(_code(luma, r))} for r in REGIONS]
 
 
-def soft_binding_assertion(rgb: np.ndarray) -> dict[str, Any]:
-    """The ``c2pa.soft-binding`` assertion data for an image (``alg``, ``blocks``, ``pad``)."""
+def soft_binding_assertion(rgb: np.ndarray) -> dict[str, Any] | None:
+    """The ``c2pa.soft-binding`` assertion data for an image (``alg``, ``blocks``, ``pad``), or
+    ``None`` for an image that cannot carry one (:func:`has_content`: too small or flat)."""
+    if not has_content(rgb):
+        return None
     return {"alg": ALG, "blocks": soft_binding_blocks(rgb), "pad": []}
 
 

@@ -198,14 +198,15 @@ def create_app(store: ManifestStore, *, limits: Limits = Limits(), title: str = 
             raise HTTPException(415, "the body must be an image/* asset")
         data = await _read_body(request, limits.max_upload_bytes)
 
-        def code_of() -> int:
-            return sb.image_code(decode_rgb(data, max_pixels=limits.max_pixels).rgb)
+        def code_of() -> int | None:
+            rgb = decode_rgb(data, max_pixels=limits.max_pixels).rgb
+            return sb.image_code(rgb) if sb.has_content(rgb) else None  # a flat frame matches nothing
 
         try:
             code = await run_in_threadpool(code_of)
         except (ImageFormatError, ValueError) as e:
             raise HTTPException(400, f"cannot read the image: {e}") from None
-        return JSONResponse(_matches(store.nearest(code, maxDistance, maxResults)))
+        return JSONResponse(_matches([] if code is None else store.nearest(code, maxDistance, maxResults)))
 
     @app.get("/manifests/{manifestId}")
     def get_manifest(manifestId: str, returnActiveManifest: bool = False) -> Response:  # noqa: N803

@@ -120,7 +120,9 @@ class RepoClient:
 
 @dataclass(frozen=True)
 class PublishResult:
-    """What :meth:`Publisher.publish` did: ``status`` ``"published"`` (with ``manifest_id``) or ``"queued"`` (with ``queued_as`` and ``error``)."""
+    """What was done with a manifest store: ``status`` ``"published"`` (with ``manifest_id``),
+    ``"queued"`` (with ``queued_as`` and ``error``), ``"rejected"`` (by :meth:`Publisher.flush`, with
+    ``error``) or ``"skipped"`` (by ``develop``: the image carries no soft binding, see ``error``)."""
 
     status: str
     manifest_id: str | None = None
