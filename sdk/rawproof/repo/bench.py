@@ -128,8 +128,9 @@ def eval_recovery(photos: Sequence[tuple[str, Image.Image]], *, thresholds: Sequ
 
     Photos with an even index are enrolled: each whole photo and its four 2x2 tiles is one
     "manifest" (five per photo). Photos with an odd index are distractors, never enrolled: each
-    whole photo, its 2x2 and its 3x3 tiles (14 images per photo). Every image goes through every
-    channel. A received enrolled copy is recovered when its nearest enrolled code (over all blocks)
+    whole photo, its 2x2 and its 3x3 tiles (14 images per photo). Images without content
+    (:func:`rawproof.softbinding.has_content`) are not enrolled and not looked up, as in
+    ``develop``/``verify``. Every image goes through every channel. A received enrolled copy is recovered when its nearest enrolled code (over all blocks)
     is within the threshold and belongs to its own manifest; a distractor copy is a false match
     when anything is within the threshold.
 
@@ -147,6 +148,9 @@ def eval_recovery(photos: Sequence[tuple[str, Image.Image]], *, thresholds: Sequ
             enrolled += [(f"{name}#full", im)] + [(f"{name}#t{j}", t) for j, t in enumerate(_tiles(im, 2))]
         else:
             distractors += [im, *_tiles(im, 2), *_tiles(im, 3)]
+    # As develop() and verify() do: an image without content (flat or tiny) gets no soft binding
+    # and is never looked up; such a received copy counts as not recovered.
+    enrolled = [(mid, im) for mid, im in enrolled if sb.has_content(np.asarray(im))]
     rows, rid = [], 0
     for mid, im in enrolled:
         for b, block in enumerate(sb.soft_binding_blocks(np.asarray(im))):
@@ -155,15 +159,19 @@ def eval_recovery(photos: Sequence[tuple[str, Image.Image]], *, thresholds: Sequ
     index.add(rows)
     tmax = max(thresholds)
     own: list[tuple[str, int | None, bool]] = []  # (channel, nearest distance, nearest is own)
+    def nearest(rgb: np.ndarray) -> Any:
+        found = index.nearest(sb.image_code(rgb), tmax, 1) if sb.has_content(rgb) else []
+        return found[0] if found else None
+
     for mid, im in enrolled:
         for ch, fn in CHANNELS.items():
-            found = index.nearest(sb.image_code(fn(im, rng)), tmax, 1)
-            own.append((ch, found[0].distance if found else None, bool(found) and found[0].manifest_id == mid))
+            m = nearest(fn(im, rng))
+            own.append((ch, None if m is None else m.distance, m is not None and m.manifest_id == mid))
     false_d: list[int | None] = []
     for im in distractors:
         for fn in CHANNELS.values():
-            found = index.nearest(sb.image_code(fn(im, rng)), tmax, 1)
-            false_d.append(found[0].distance if found else None)
+            m = nearest(fn(im, rng))
+            false_d.append(None if m is None else m.distance)
     result: dict[str, Any] = {"photos": len(photos), "enrolled": len(enrolled), "distractors": len(distractors),
                               "channels": len(CHANNELS), "queries_enrolled": len(own), "queries_distractor": len(false_d),
                               "thresholds": {}}
