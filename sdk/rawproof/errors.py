@@ -18,6 +18,7 @@ __all__ = [
     "VerificationError",
     "ImageFormatError",
     "FingerprintError",
+    "RepositoryError",
 ]
 
 
@@ -65,3 +66,16 @@ class ImageFormatError(VerificationError, ValueError):
 
 class FingerprintError(RawproofError):
     """A sensor fingerprint file is corrupt, of an unknown version, or does not match the image size."""
+
+
+class RepositoryError(RawproofError):
+    """A manifest repository could not be reached or refused a request.
+
+    Attributes:
+        status: The HTTP status the repository answered with, or ``None`` when it was not reached
+            (a publisher queues the manifest and retries only then, on 429 and on 5xx).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
