@@ -89,8 +89,10 @@ class TestDevelop:
     def test_timings(self, frame: RawFrame) -> None:
         t = develop(frame).timings
         d = t.as_dict()
-        assert set(d) == {"model_ms", "unpack_ms", "stack_ms", "hash_ms", "nip_ms", "quantize_ms", "encode_ms", "sign_ms", "total_ms"}
+        assert set(d) == {"model_ms", "unpack_ms", "stack_ms", "hash_ms", "nip_ms", "quantize_ms", "encode_ms", "sign_ms", "total_ms",
+                          "softbind_ms", "publish_ms"}
         assert all(v >= 0 for v in d.values()) and t.unpack_ms == 0 and t.encode_ms == 0 and t.sign_ms == 0
+        assert t.softbind_ms == 0 and t.publish_ms == 0
         assert t.nip_ms > 0 and t.total_ms >= t.nip_ms + t.stack_ms
 
     def test_whole_frame_equals_tiled(self, frame: RawFrame) -> None:

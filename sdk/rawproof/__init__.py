@@ -21,6 +21,7 @@ from rawproof.errors import (
     ProviderError,
     RawFormatError,
     RawproofError,
+    RepositoryError,
     SigningError,
     VerificationError,
 )
@@ -83,5 +84,6 @@ __all__ = [
     "VerificationError",
     "ImageFormatError",
     "FingerprintError",
+    "RepositoryError",
     "__version__",
 ]

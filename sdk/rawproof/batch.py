@@ -83,16 +83,18 @@ ROW_FIELDS: tuple[str, ...] = (
     "path", "status", "provenance_state", "verdict", "exit_code", "traces", "score", "raw_score",
     "manipulated_fraction", "class_probabilities", "fan_name", "width", "height", "patches", "summary",
     "provenance_ms", "decode_ms", "forensics_ms", "total_ms", "worker", "session", "error_type", "error",
+    "recovered_manifest", "recovery_distance",
 )
 """Columns of an output row, in order. ``class_probabilities`` maps class name -> mean
 calibrated probability over patches (a Parquet ``map<string, double>``, a JSON object);
 timings are wall milliseconds measured inside the worker; ``worker`` is ``host:pid``;
 ``session`` identifies the FAN onnxruntime session that ran the image (``None`` when no
-explicit FAN was given or no analysis ran)."""
+explicit FAN was given or no analysis ran). ``recovered_manifest`` and ``recovery_distance``
+(bits of 64) name the manifest recovered through the soft binding with ``--repo``, else ``None``."""
 
 _RESULT_FIELDS = ("path", "status", "provenance_state", "verdict", "exit_code", "traces", "score", "raw_score",
                   "manipulated_fraction", "class_probabilities", "fan_name", "width", "height", "patches",
-                  "summary", "error_type", "error")
+                  "summary", "error_type", "error", "recovered_manifest", "recovery_distance")
 """The fields that depend only on the image and the options: equal across modes and runs."""
 
 _JOURNAL_SUFFIX = ".journal.jsonl"
@@ -129,6 +131,7 @@ class BatchOptions:
         providers: onnxruntime providers, or ``None`` (best available).
         threads: onnxruntime intra-op threads per worker (1 keeps N workers on N cores
             from oversubscribing, and makes results independent of the worker count).
+        repo: Manifest repository URL for recovery (``verify(repo=)``), or ``None``.
         crash_once_marker: Testing aid for fault injection: when set, the first worker
             that manages to create this file exits abruptly (``os._exit``) before its
             chunk, exactly once across all workers sharing the filesystem.
@@ -145,6 +148,7 @@ class BatchOptions:
     crash_once_marker: str | None = None
     device_anchors: bytes | None = None
     tsa_anchors: bytes | None = None
+    repo: str | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,7 @@ def verify_one(item: str, opts: BatchOptions) -> dict[str, Any]:
         data = read_image_bytes(_local_path(item))
         rep = verify(data, device_anchors=opts.device_anchors, trust_anchors=opts.trust_anchors,
                      tsa_anchors=opts.tsa_anchors, fan=opts.fan, stride=opts.stride, scale=opts.scale,
-                     providers=opts.providers, threads=opts.threads, heatmap=False)
+                     providers=opts.providers, threads=opts.threads, heatmap=False, repo=opts.repo)
         session = _session_tag(opts) if rep.forensics.available else None
     except Exception as e:  # one bad image must not fail the batch; the row keeps the type and message
         return _error_row(item, e, t0)
@@ -343,6 +347,8 @@ def verify_one(item: str, opts: BatchOptions) -> dict[str, Any]:
         "summary": rep.summary, "provenance_ms": t["provenance"], "decode_ms": t["decode"],
         "forensics_ms": t["forensics"], "total_ms": (time.perf_counter() - t0) * 1e3,
         "worker": _worker_id(), "session": session, "error_type": None, "error": None,
+        "recovered_manifest": None if rep.recovery is None else rep.recovery.manifest_id,
+        "recovery_distance": None if rep.recovery is None else rep.recovery.distance,
     }
 
 
@@ -413,7 +419,8 @@ def _arrow_schema() -> Any:
     types = {"path": s, "status": s, "provenance_state": s, "verdict": s, "exit_code": i, "traces": s,
              "score": f, "raw_score": f, "manipulated_fraction": f, "class_probabilities": pa.map_(s, f),
              "fan_name": s, "width": i, "height": i, "patches": i, "summary": s, "provenance_ms": f,
-             "decode_ms": f, "forensics_ms": f, "total_ms": f, "worker": s, "session": s, "error_type": s, "error": s}
+             "decode_ms": f, "forensics_ms": f, "total_ms": f, "worker": s, "session": s, "error_type": s, "error": s,
+             "recovered_manifest": s, "recovery_distance": i}
     return pa.schema([(k, types[k]) for k in ROW_FIELDS])
 
 
@@ -606,6 +613,7 @@ def verify_batch(
     progress: bool = True,
     device_anchors: str | os.PathLike[str] | bytes | None = None,
     tsa_anchors: str | os.PathLike[str] | bytes | None = None,
+    repo: str | None = None,
     _crash_once_marker: str | None = None,
 ) -> BatchSummary:
     """Verify every image of ``inputs`` and write one row per image to ``out``.
@@ -633,6 +641,7 @@ def verify_batch(
             single images (and a single image that still kills its worker gets an
             error row).
         progress: Show a tqdm bar (stderr).
+        repo: Manifest repository URL: images without a valid manifest are looked up by soft binding (``verify(repo=)``).
 
     Returns:
         :class:`BatchSummary`.
@@ -661,7 +670,7 @@ def verify_batch(
         if "://" not in fan_arg and Path(fan_arg).exists():
             fan_arg = str(Path(fan_arg).resolve())
     opts = BatchOptions(anchors, fan_arg, stride, scale, providers, threads, _crash_once_marker,
-                        device_anchors=devices, tsa_anchors=tsas)
+                        device_anchors=devices, tsa_anchors=tsas, repo=repo)
 
     items = collect_inputs(inputs)
     journal_path = outs[0].with_name(outs[0].name + _JOURNAL_SUFFIX)
@@ -766,7 +775,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         args.inputs, args.out, workers=args.workers, ray=args.ray, ray_address=args.ray_address,
         device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan, stride=args.stride, resume=not args.no_resume,
         retry_errors=args.retry_errors, providers=args.providers, threads=args.threads,
-        chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty(),
+        chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty(), repo=args.repo,
     )
     print(dumps_strict(summary.to_dict(), indent=2))
     return 1 if summary.errors else 0
@@ -789,6 +798,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trust", metavar="ROOT_PEM", help="other trusted signers' anchors, PEM (as for rawproof verify)")
     p.add_argument("--trust-tsa", metavar="ROOT_PEM", help="time-stamp authority anchors, PEM")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name")
+    p.add_argument("--repo", metavar="URL", help="manifest repository: recover stripped images' manifests by soft binding")
     p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per worker (default 1)")

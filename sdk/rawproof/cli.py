@@ -26,7 +26,7 @@ from rawproof._version import __version__
 from rawproof.errors import RawproofError
 
 # Modules that contribute subcommands, in the order --help lists them.
-_COMMAND_MODULES = ["rawproof.demo", "rawproof.develop", "rawproof.verify", "rawproof.fingerprint", "rawproof.batch", "rawproof.keygen", "rawproof.stamp", "rawproof.web.serve", "rawproof.bench", "rawproof.pairs", "rawproof.sensor"]
+_COMMAND_MODULES = ["rawproof.demo", "rawproof.develop", "rawproof.verify", "rawproof.fingerprint", "rawproof.batch", "rawproof.keygen", "rawproof.stamp", "rawproof.repo.cli", "rawproof.web.serve", "rawproof.bench", "rawproof.pairs", "rawproof.sensor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.provenance import CaptureInfo, Signer
+    from rawproof.repo.client import Publisher, PublishResult
 
 __all__ = [
     "ImageEncoding",
@@ -49,6 +50,7 @@ __all__ = [
     "stretch_to_square",
     "square_size",
     "bench_develop",
+    "default_publish_queue",
     "register",
 ]
 
@@ -137,7 +139,9 @@ class DevelopTimings:
         nip_ms: Inside onnxruntime, summed over tiles.
         quantize_ms: Clip, round to uint8 and place the tiles.
         encode_ms: JPEG/PNG encoding (0 without ``signer``).
+        softbind_ms: Soft-binding codes of the developed pixels (0 without ``signer``).
         sign_ms: C2PA signing (0 without ``signer``).
+        publish_ms: Publishing the manifest store, or queueing it (0 without ``publish``).
         total_ms: The whole call.
     """
 
@@ -150,6 +154,8 @@ class DevelopTimings:
     encode_ms: float
     sign_ms: float
     total_ms: float
+    softbind_ms: float = 0.0
+    publish_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The fields as a plain dict."""
@@ -228,6 +234,7 @@ class DevelopResult:
         signed_format: Format of ``signed``.
         quality: JPEG quality used for ``signed``; ``None`` for PNG or unsigned.
         capture: The :class:`rawproof.provenance.CaptureInfo` that was signed, or ``None``.
+        published: What ``publish=`` did (published with its manifest id, or queued), or ``None``.
     """
 
     rgb: np.ndarray
@@ -241,6 +248,7 @@ class DevelopResult:
     signed_format: ImageEncoding | None = None
     quality: int | None = None
     capture: CaptureInfo | None = None
+    published: PublishResult | None = None
 
     @property
     def height(self) -> int:
@@ -351,6 +359,7 @@ def develop(
     fmt: str | ImageEncoding = ImageEncoding.JPEG,
     quality: int = 95,
     subsampling: str = "420",
+    publish: Publisher | str | None = None,
 ) -> DevelopResult:
     """Develop a Bayer RAW into an 8-bit sRGB image with a NIP, optionally signed (C2PA).
 
@@ -372,7 +381,9 @@ def develop(
             Without it such a frame is refused: the resampling also resamples the NIP's
             traces, which its FAN was not trained to read.
         threads: Threads for native unpacking and onnxruntime; ``None`` = all cores.
-        signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``).
+        signer: If given, encode as ``fmt`` and embed a C2PA manifest (``result.signed``) that
+            includes a ``c2pa.soft-binding`` assertion computed on the developed pixels
+            (:mod:`rawproof.softbinding`; none for an image smaller than 8 px or flat).
         capture: Base capture assertion (e.g. with ``capture_time``); its ``raw_sha256``,
             ``nip``, ``fan`` and ``develop`` settings are always replaced by what this call
             actually did: the NIP and the FAN paired with it (``None`` when it has none
@@ -384,6 +395,11 @@ def develop(
             subsampling for JPEG only); recorded as they were in the capture assertion's
             ``develop`` settings. The signed file also carries the capture's EXIF
             (:func:`capture_exif`).
+        publish: After signing, send the manifest store to a repository: a
+            :class:`rawproof.repo.Publisher`, or a repository URL (API key from
+            ``$RAWPROOF_REPO_KEY``, queue folder ``$RAWPROOF_PUBLISH_QUEUE`` or
+            ``~/.cache/rawproof/publish-queue``). Unreachable: the store is queued
+            (``result.published.status == "queued"``). Needs ``signer``.
 
     Returns:
         :class:`DevelopResult`.
@@ -392,7 +408,8 @@ def develop(
         RawFormatError: unreadable or inconsistent RAW input, or non-square pixels without ``stretch``.
         ModelError: no/missing/corrupt/tampered model or one that breaks the contract.
         ProviderError: an unavailable provider was asked for.
-        SigningError: signing failed.
+        SigningError: signing failed, or ``publish`` without ``signer``.
+        RepositoryError: the repository refused the manifest (bad key, invalid store).
         TypeError: ``raw`` is of an unsupported type.
         ValueError: bad ``fmt``/``quality``, or ``tile`` < 0.
     """
@@ -401,6 +418,8 @@ def develop(
     t_start = time.perf_counter()
     nthreads = int(threads or 0)
     enc = ImageEncoding.parse(fmt)
+    if publish is not None and signer is None:
+        raise SigningError("publish= needs signer=: only a signed manifest can be published")
     if signer is not None and enc is ImageEncoding.JPEG and not 1 <= int(quality) <= 95:
         raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
     from rawproof.imageio import PILLOW_SUBSAMPLING
@@ -431,10 +450,10 @@ def develop(
     del stack
     rgb = stretch_to_square(tiled.rgb, frame.pixel_aspect)
     rgb.flags.writeable = False
-    encode_ms = sign_ms = 0.0
-    signed = signed_capture = None
+    encode_ms = sign_ms = softbind_ms = publish_ms = 0.0
+    signed = signed_capture = published = None
     if signer is not None:
-        from rawproof import provenance
+        from rawproof import provenance, softbinding
 
         codec = {"quality": int(quality), "subsampling": subsampling} if enc is ImageEncoding.JPEG else {}
         settings = {"format": enc.value, **codec, "tile": tile, "provider": session.provider,
@@ -457,19 +476,46 @@ def develop(
         t4 = time.perf_counter()
         encoded = encode_image(rgb, enc, quality, subsampling=subsampling, exif=capture_exif(signed_capture))
         t5 = time.perf_counter()
-        signed = provenance.sign_image(encoded, enc.mime, signed_capture, signer)
-        encode_ms, sign_ms = (t5 - t4) * 1e3, (time.perf_counter() - t5) * 1e3
+        soft = softbinding.soft_binding_assertion(rgb)
+        t6 = time.perf_counter()
+        signed = provenance.sign_image(encoded, enc.mime, signed_capture, signer, soft_binding=soft)
+        t7 = time.perf_counter()
+        encode_ms, softbind_ms, sign_ms = (t5 - t4) * 1e3, (t6 - t5) * 1e3, (t7 - t6) * 1e3
+        if publish is not None:
+            if soft is None:  # a repository finds manifests by their soft binding: nothing to publish
+                from rawproof.repo.client import PublishResult
+
+                published = PublishResult("skipped", error="no soft binding: the image is smaller than 8 px or flat")
+            else:
+                published = _publish(signed, enc.mime, publish)
+            publish_ms = (time.perf_counter() - t7) * 1e3
     timings = DevelopTimings(
         model_ms=(t0 - t_start) * 1e3,
         unpack_ms=0.0 if isinstance(raw, RawFrame) else (t1 - t0) * 1e3, stack_ms=(t2 - t1) * 1e3, hash_ms=(t3 - t2) * 1e3,
         nip_ms=tiled.nip_ms, quantize_ms=tiled.quantize_ms, encode_ms=encode_ms, sign_ms=sign_ms,
-        total_ms=(time.perf_counter() - t_start) * 1e3,
+        total_ms=(time.perf_counter() - t_start) * 1e3, softbind_ms=softbind_ms, publish_ms=publish_ms,
     )
     return DevelopResult(
         rgb=rgb, model_name=info.name, model_sha256=info.sha256, provider=session.provider, timings=timings,
         raw_sha256=raw_sha, tiles=tiled.tiles, signed=signed, signed_format=enc if signed is not None else None,
         quality=int(quality) if signed is not None and enc is ImageEncoding.JPEG else None, capture=signed_capture,
+        published=published,
     )
+
+
+def default_publish_queue() -> Path:
+    """Queue folder of a publisher made from a URL: ``$RAWPROOF_PUBLISH_QUEUE`` or ``~/.cache/rawproof/publish-queue``."""
+    env = os.environ.get("RAWPROOF_PUBLISH_QUEUE")
+    return Path(env) if env else Path.home() / ".cache" / "rawproof" / "publish-queue"
+
+
+def _publish(signed: bytes, mime: str, publish: Publisher | str) -> PublishResult:
+    """Send the manifest store embedded in ``signed`` (or queue it); see :class:`rawproof.repo.Publisher`."""
+    from rawproof.jumbf import manifest_stores
+    from rawproof.repo.client import Publisher
+
+    publisher = Publisher(publish, default_publish_queue()) if isinstance(publish, str) else publish
+    return publisher.publish(manifest_stores(signed, mime)[0])
 
 
 def _synthetic_frame(width: int, height: int, seed: int = 0) -> RawFrame:
@@ -522,10 +568,15 @@ def _run_cli(args: argparse.Namespace) -> int:
         signer = Signer.from_files(args.sign_cert, args.sign_key, alg=args.sign_alg, tsa_url=args.tsa)
     elif args.tsa:
         raise SigningError("--tsa needs --sign-cert and --sign-key")
+    publisher = None
+    if args.publish:
+        from rawproof.repo.client import Publisher
+
+        publisher = Publisher(args.publish, args.publish_queue or default_publish_queue(), api_key=args.repo_key)
     try:
         res = develop(_cli_input(args), model=args.model, tier=args.tier, models_dir=args.models, providers=args.providers,
                       tile=args.tile, threads=args.threads, stretch=args.stretch, signer=signer, fmt=enc, quality=args.quality,
-                      subsampling=args.subsampling)
+                      subsampling=args.subsampling, publish=publisher)
     finally:
         if signer is not None:
             signer.close()
@@ -539,11 +590,17 @@ def _run_cli(args: argparse.Namespace) -> int:
             "fan": None if res.capture is None or res.capture.fan is None else {"name": res.capture.fan.name, "sha256": res.capture.fan.sha256},
             "provider": res.provider,
             "raw_sha256": res.raw_sha256, "tiles": res.tiles, "signed": res.signed is not None,
+            "published": None if res.published is None else {
+                "status": res.published.status, "manifest_id": res.published.manifest_id,
+                "queued_as": None if res.published.queued_as is None else str(res.published.queued_as), "error": res.published.error},
             "timings_ms": {**res.timings.as_dict(), "write_ms": write_ms},
         }, indent=2))
     else:
         print(f"{out}: {res.width}x{res.height}, NIP {res.model_name} on {res.provider}, {res.tiles} tile(s)"
               f"{', C2PA signed' if res.signed is not None else ''}")
+        if res.published is not None:
+            p = res.published
+            print(f"  manifest {p.manifest_id} published" if p.status == "published" else f"  manifest queued as {p.queued_as} ({p.error})")
         for k, v in {**res.timings.as_dict(), "write_ms": write_ms}.items():
             print(f"  {k[:-3]:<9} {v:9.1f} ms")
     return 0
@@ -618,5 +675,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--sign-alg", default="es256", help="signature algorithm (default es256)")
     s.add_argument("--tsa", metavar="URL", help="RFC 3161 time-stamp authority: the signature stays valid after the "
                                                 "device certificate expires (see docs/provenance.md for offline devices)")
+    r = p.add_argument_group("publishing (durable content credentials, docs/credentials.md)")
+    r.add_argument("--publish", metavar="URL", help="send the signed manifest store to this repository (queued if unreachable)")
+    r.add_argument("--repo-key", default=os.environ.get("RAWPROOF_REPO_KEY"), help="device API key (default $RAWPROOF_REPO_KEY)")
+    r.add_argument("--publish-queue", metavar="DIR", help="offline queue folder (default $RAWPROOF_PUBLISH_QUEUE or ~/.cache/rawproof/publish-queue)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     p.set_defaults(func=_run_cli)

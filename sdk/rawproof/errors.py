@@ -19,6 +19,7 @@ __all__ = [
     "ImageFormatError",
     "FingerprintError",
     "ServiceLimitError",
+    "RepositoryError",
 ]
 
 
@@ -80,3 +81,16 @@ class ServiceLimitError(VerificationError):
     def __init__(self, message: str, *, limit: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class RepositoryError(RawproofError):
+    """A manifest repository could not be reached or refused a request.
+
+    Attributes:
+        status: The HTTP status the repository answered with, or ``None`` when it was not reached
+            (a publisher queues the manifest and retries only then, on 429 and on 5xx).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from rawproof._version import __version__
 from rawproof.errors import ImageFormatError, SigningError, VerificationError
 from rawproof.imageio import check_jpeg_structure, read_image_bytes
-from rawproof.jumbf import JumbfError, check_manifest_boxes
+from rawproof.jumbf import JumbfError, check_boxes, check_manifest_boxes
 from rawproof.untrusted import read_regular
 
 __all__ = [
@@ -64,12 +64,14 @@ __all__ = [
     "sign_image",
     "add_time_stamp",
     "check_provenance",
+    "check_manifest_store",
     "mosaic_sha256",
     "bench_signing",
     "CAPTURE_ASSERTION_LABEL",
     "METADATA_ASSERTION_LABEL",
     "SIGNER_ASSERTION_LABELS",
     "DIGITAL_CAPTURE",
+    "SOFT_BINDING_LABEL",
     "COMPUTATIONAL_CAPTURE",
     "CAPTURE_SOURCE_TYPES",
     "SYNTHETIC_SOURCE_TYPES",
@@ -78,14 +80,17 @@ __all__ = [
 CAPTURE_ASSERTION_LABEL = "org.rawproof.capture"
 """Label of the custom assertion holding :class:`CaptureInfo`."""
 
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
+"""Label of the C2PA soft-binding assertion (:mod:`rawproof.softbinding`)."""
+
 METADATA_ASSERTION_LABEL = "c2pa.metadata"
 """Label of the C2PA metadata assertion (EXIF/TIFF fields as JSON-LD: Make, Model, DateTimeOriginal)."""
 
-SIGNER_ASSERTION_LABELS = ("c2pa.actions", CAPTURE_ASSERTION_LABEL, METADATA_ASSERTION_LABEL, "c2pa.soft-binding")
+SIGNER_ASSERTION_LABELS = ("c2pa.actions", CAPTURE_ASSERTION_LABEL, METADATA_ASSERTION_LABEL, SOFT_BINDING_LABEL)
 """Assertions the device signature stands behind: they go into the claim's ``created_assertions``
 (C2PA 2.x §10.2.2; c2pa builder setting ``created_assertion_labels``; labels without a
 ``.vN`` version suffix). Every assertion of :func:`build_manifest` is added to these, so an
-assertion added there later (such as ``c2pa.soft-binding``) is signer-attributed too."""
+assertion added there later (such as :data:`SOFT_BINDING_LABEL`) is signer-attributed too."""
 
 _IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 DIGITAL_CAPTURE = _IPTC + "digitalCapture"
@@ -472,7 +477,7 @@ def mosaic_sha256(mosaic: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(mosaic, dtype="<u2").tobytes()).hexdigest()
 
 
-def build_manifest(capture: CaptureInfo) -> dict[str, Any]:
+def build_manifest(capture: CaptureInfo, soft_binding: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The C2PA manifest definition for one capture (the only place it is built).
 
     It holds a ``c2pa.actions.v2`` assertion with one ``c2pa.created`` action of
@@ -482,14 +487,16 @@ def build_manifest(capture: CaptureInfo) -> dict[str, Any]:
     ``c2pa.metadata`` (:meth:`CaptureInfo.metadata`). ``claim_generator_info`` names
     rawproof and its version. c2pa adds the hard binding (``c2pa.hash.data``) when
     signing; :func:`sign_image` puts every assertion here among the claim's
-    ``created_assertions`` (:func:`signer_assertion_labels`).
+    ``created_assertions`` (:func:`signer_assertion_labels`). ``soft_binding``: the data
+    of a ``c2pa.soft-binding`` assertion (:func:`rawproof.softbinding.soft_binding_assertion`),
+    added when given (signer-attributed like the rest: the device computed it from the pixels).
     """
     agent = {"name": "rawproof", "version": capture.sdk_version}
     created: dict[str, Any] = {"action": "c2pa.created", "digitalSourceType": DIGITAL_CAPTURE, "softwareAgent": agent}
     when = capture.capture_datetime
     if when is not None and when.tzinfo is not None:
         created["when"] = capture.capture_time
-    return {
+    manifest = {
         "claim_generator_info": [agent],
         "title": f"{capture.camera_make} {capture.camera_model} capture".strip(),
         "assertions": [
@@ -498,6 +505,9 @@ def build_manifest(capture: CaptureInfo) -> dict[str, Any]:
             {"label": METADATA_ASSERTION_LABEL, "data": capture.metadata()},
         ],
     }
+    if soft_binding is not None:
+        manifest["assertions"].append({"label": SOFT_BINDING_LABEL, "data": dict(soft_binding)})
+    return manifest
 
 
 def signer_assertion_labels(manifest: Mapping[str, Any]) -> list[str]:
@@ -519,6 +529,7 @@ def sign_image(
     signer: Signer,
     *,
     thumbnail: bool = False,
+    soft_binding: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Embed a signed C2PA manifest for ``capture`` into an encoded image.
 
@@ -529,6 +540,9 @@ def sign_image(
         signer: An open :class:`Signer`.
         thumbnail: Also embed a c2pa-made thumbnail (1024 px long edge). Off by default:
             it costs ~120 ms and ~0.4 MB on a 12 MP JPEG (see ``docs/provenance.md``).
+        soft_binding: ``c2pa.soft-binding`` assertion data computed on these pixels
+            (:func:`rawproof.softbinding.soft_binding_assertion`); it goes among the
+            claim's ``created_assertions``.
 
     Returns:
         The signed image, same format, pixels untouched.
@@ -543,7 +557,7 @@ def sign_image(
     handle = signer._handle
     if handle is None:
         raise SigningError("the signer is closed")
-    manifest = build_manifest(capture)
+    manifest = build_manifest(capture, soft_binding)
     settings = {"builder": {"thumbnail": {"enabled": thumbnail}, "created_assertion_labels": signer_assertion_labels(manifest)}}
     out = io.BytesIO()
     signer._take_callback_error()
@@ -742,6 +756,7 @@ class ProvenanceReport:
             ingredient's manifest back to the first (:class:`ManifestStep`); empty
             without a readable manifest.
         remote_url: Where a remote manifest lives (state ``UNAVAILABLE``), else ``None``.
+        soft_binding: The active manifest's ``c2pa.soft-binding`` assertion as a dict, or ``None``.
     """
 
     state: ProvenanceState
@@ -757,6 +772,7 @@ class ProvenanceReport:
     error: str | None = None
     chain: tuple[ManifestStep, ...] = ()
     remote_url: str | None = None
+    soft_binding: Mapping[str, Any] | None = None
 
     @property
     def origin(self) -> ManifestStep | None:
@@ -772,6 +788,7 @@ class ProvenanceReport:
             "signer_subject": self.signer_subject, "signer_issuer": self.signer_issuer,
             "signing_time": self.signing_time, "error": self.error, "remote_url": self.remote_url,
             "chain": [step.to_dict() for step in self.chain],
+            "soft_binding": None if self.soft_binding is None else dict(self.soft_binding),
         }
 
 
@@ -942,12 +959,37 @@ def check_provenance(
         OSError: ``image`` is a path that cannot be read.
     """
     data = read_image_bytes(image)
-    mime = _sniff_mime(data)
-    check_jpeg_structure(data)
+    return _validate(data, _sniff_mime(data), trust_anchors, device_anchors, tsa_anchors)
+
+
+def check_manifest_store(
+    store: bytes, *, trust_anchors: PemSource | None = None, device_anchors: PemSource | None = None,
+    tsa_anchors: PemSource | None = None,
+) -> ProvenanceReport:
+    """Validate a detached C2PA manifest store (``application/c2pa``, e.g. from a repository).
+
+    Without its asset, c2pa cannot check the hard binding: the report's ``status_codes``
+    then hold ``assertion.dataHash.mismatch`` however intact the store is. The signature,
+    the certificate chain, the assertion hashes and the history are checked as for an
+    embedded manifest (anchors as for :func:`check_provenance`).
+
+    Raises:
+        VerificationError: unreadable anchors, or a c2pa state this version does not know.
+    """
+    return _validate(bytes(store), "application/c2pa", trust_anchors, device_anchors, tsa_anchors)
+
+
+def _validate(data: bytes, mime: str, trust_anchors: PemSource | None, device_anchors: PemSource | None,
+              tsa_anchors: PemSource | None) -> ProvenanceReport:
+    if mime != "application/c2pa":
+        check_jpeg_structure(data)
     every = _anchor_text(device_anchors, trust_anchors, tsa_anchors)
     devices_apart = device_anchors is not None and trust_anchors is not None
     try:
-        check_manifest_boxes(data, mime)
+        if mime == "application/c2pa":
+            check_boxes(data)
+        else:
+            check_manifest_boxes(data, mime)
         store, cr = _read_store(data, mime, every)
         device_store = _read_store(data, mime, _anchor_text(device_anchors, tsa_anchors))[0] if devices_apart else None
     except c2pa.C2paError.ManifestNotFound:
@@ -960,7 +1002,7 @@ def check_provenance(
             url = _REMOTE_URL.search(str(e))
             return ProvenanceReport(state=ProvenanceState.UNAVAILABLE, error=str(e),
                                     remote_url=url.group(1).rstrip(").,") if url else None)
-        if not _image_decodes(data):
+        if mime != "application/c2pa" and not _image_decodes(data):
             raise ImageFormatError(f"cannot parse the {mime} image: {e}") from e
         return ProvenanceReport(state=ProvenanceState.INVALID, error=str(e))
 
@@ -986,6 +1028,7 @@ def check_provenance(
         chain.append(_step(current, store, cr, codes, trust, valid))
         current = chain[-1].parent
     active = chain[0] if chain else None
+    assertions = {a.get("label"): a.get("data") for a in manifest.get("assertions", [])}
     return ProvenanceReport(
         state=_STATES[c2pa_state],
         status_codes=tuple(by_label.get(label, empty)["failure"]),
@@ -996,7 +1039,8 @@ def check_provenance(
         signer_subject=None if active is None else active.signer_subject,
         signer_issuer=None if active is None else active.signer_issuer,
         signing_time=(manifest.get("signature_info") or {}).get("time"),
-        capture=next((a.get("data") for a in manifest.get("assertions", []) if a.get("label") == CAPTURE_ASSERTION_LABEL), None),
+        capture=assertions.get(CAPTURE_ASSERTION_LABEL),
+        soft_binding=assertions.get(SOFT_BINDING_LABEL),
         chain=tuple(chain),
     )
 

@@ -43,6 +43,8 @@ from rawproof.untrusted import dumps_strict
 
 if TYPE_CHECKING:
     from rawproof.fingerprint import DeviceMatch, Fingerprint
+    from rawproof.recover import Recovery
+    from rawproof.repo.client import RepoClient
 
 __all__ = ["Verdict", "VerifyReport", "verify", "save_heatmap", "bench_verify", "register", "PREVIEW_SIDE"]
 
@@ -94,6 +96,12 @@ class Verdict(enum.Enum):
     """No manifest; traces indicate a manipulation. Exit 2."""
     NO_PROVENANCE_UNANALYZED = "no_provenance_unanalyzed"
     """No manifest and no forensic analysis (no FAN installed, or image smaller than a patch). Exit 2."""
+    RECOVERED = "recovered"
+    """No manifest in the file, but a repository (``verify(repo=)``) returned the original's
+    manifest through the image's soft binding, signed by a trusted signer (``report.recovery``:
+    chain, match distance, what differs). A fingerprint match is not a cryptographic binding of
+    these pixels, and a locally edited copy can still match, so it counts as no trusted
+    provenance; the traces are in the summary. Exit 2."""
     NO_PROVENANCE_INCONCLUSIVE = "no_provenance_inconclusive"
     """No manifest, and the image was encoded outside the channel the FAN was trained behind
     (``forensics.out_of_channel`` says how), where its readings are not evidence. Exit 2."""
@@ -131,6 +139,9 @@ class VerifyReport:
             fingerprint), ``total`` (wall, ms).
         preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
             copy of the image for :func:`save_heatmap`; ``None`` with ``heatmap=False``.
+        recovery: The manifest recovered through the soft binding when ``verify(..., repo=)``
+            was given and the image had no valid manifest (:class:`rawproof.recover.Recovery`),
+            else ``None``.
         device: Sensor-fingerprint test (:func:`rawproof.fingerprint.match`: PCE, threshold,
             decision) when ``verify(..., fingerprint=)`` was given, else ``None``. It does not
             change the verdict.
@@ -152,6 +163,7 @@ class VerifyReport:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: DeviceMatch | None = None
+    recovery: Recovery | None = None
 
     @property
     def exit_code(self) -> int:
@@ -173,6 +185,7 @@ class VerifyReport:
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
             "device": None if self.device is None else self.device.to_dict(),
+            "recovery": None if self.recovery is None else self.recovery.to_dict(),
         }
 
 
@@ -247,15 +260,22 @@ def _step_phrase(step: ManifestStep) -> str:
     return f"{acts} by {step.signer_subject} ({step.trust.value}{when})"
 
 
-def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]:
+def _decide(prov: ProvenanceReport, fa: ForensicAnalysis, recovery: Recovery | None = None) -> tuple[Verdict, str]:
     traces = _traces_phrase(fa)
     st = prov.state
+    if recovery is not None and st is ProvenanceState.INVALID:
+        # The embedded manifest proves the pixels changed after signing; the recovered original says from what.
+        why = ", ".join(prov.status_codes) or prov.error or "unknown failure"
+        return Verdict.INVALID_SIGNATURE, f"invalid signature ({why}); {recovery.describe()}; {traces}"
+    if recovery is not None and recovery.trusted and st is ProvenanceState.NO_MANIFEST:
+        return Verdict.RECOVERED, f"recovered: {recovery.describe()}; {traces}"
     if st is ProvenanceState.NO_MANIFEST:
         verdict = {Traces.CONSISTENT: Verdict.NO_PROVENANCE_CONSISTENT, Traces.MANIPULATED: Verdict.NO_PROVENANCE_MANIPULATED,
                    Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
         if fa.available and fa.out_of_channel:
             verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
-        return verdict, f"no provenance (no C2PA manifest); {traces}"
+        found = f"; an untrusted manifest was recovered ({recovery.describe()})" if recovery is not None else ""
+        return verdict, f"no provenance (no C2PA manifest{found}); {traces}"
     if st is ProvenanceState.UNAVAILABLE:
         return Verdict.MANIFEST_UNAVAILABLE, f"manifest unavailable (remote manifest at {prov.remote_url}, not fetched offline); {traces}"
     broken = next((s for s in prov.chain if not s.valid), None)
@@ -329,6 +349,7 @@ def verify(
     max_pixels: int | None = MAX_PIXELS,
     fingerprint: Fingerprint | str | os.PathLike[str] | None = None,
     models_dir: ModelDirs = None,
+    repo: str | RepoClient | None = None,
 ) -> VerifyReport:
     """Check an image's C2PA provenance and its forensic traces, and give one verdict.
 
@@ -368,6 +389,10 @@ def verify(
             or the path of a ``.fp`` file from ``rawproof enroll``): the report's ``device``
             says whether the image was taken by that sensor (PCE > 60). Size policy in
             :func:`rawproof.fingerprint.match`.
+        repo: A manifest repository (URL or :class:`rawproof.repo.RepoClient`): an image with no
+            manifest, or an invalid one, is looked up by its soft binding
+            (:func:`rawproof.recover.recover`); a trusted match makes the verdict ``RECOVERED``
+            (an invalid manifest stays ``INVALID_SIGNATURE``, with the original in the summary).
 
     Returns:
         :class:`VerifyReport`.
@@ -383,6 +408,7 @@ def verify(
         ValueError: bad ``scale`` or ``stride``.
         TypeError, OSError: unsupported ``image`` type or an unreadable path.
         FingerprintError: a corrupt fingerprint file, or an image larger than the fingerprint.
+        RepositoryError: ``repo`` was needed but is unreachable or answered with an error.
     """
     t0 = time.perf_counter()
     if not (scale in ("auto", "none") or (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1)):
@@ -438,7 +464,13 @@ def verify(
     t3 = time.perf_counter()
     device = None if fp is None else match(decoded.rgb, fp)
     t4 = time.perf_counter()
-    verdict, summary = _decide(prov, fa)
+    recovery = None
+    if repo is not None and prov.state in (ProvenanceState.NO_MANIFEST, ProvenanceState.INVALID):
+        from rawproof.recover import recover
+
+        recovery = recover(decoded, repo, trust_anchors=trust_anchors, device_anchors=device_anchors, tsa_anchors=tsa_anchors)
+    t5 = time.perf_counter()
+    verdict, summary = _decide(prov, fa, recovery)
     if not heatmap:
         fa = _strip_grid(fa)
     return VerifyReport(
@@ -447,9 +479,11 @@ def verify(
         width=decoded.width, height=decoded.height, jpeg_quality=decoded.jpeg_quality, jpeg_subsampling=decoded.jpeg_subsampling,
         timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
                     **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
+                    **({"recovery": (t5 - t4) * 1e3} if repo is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
         device=device,
+        recovery=recovery,
     )
 
 
@@ -601,6 +635,14 @@ def format_report(report: VerifyReport, name: str) -> str:
             lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
     elif fa.fan_name:
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}) not run: {fa.reason}")
+    if report.recovery is not None:
+        r = report.recovery
+        cam = (r.capture or {}).get("camera") or {}
+        lines.append(f"  recovered: manifest {r.manifest_id} ({'trusted' if r.trusted else 'untrusted'}), signer {r.provenance.signer_subject}, "
+                     f"distance {r.distance}/64, capture {cam.get('make', '')} {cam.get('model', '')} device {(r.capture or {}).get('device_id')}")
+        d = r.differences
+        lines.append(f"  differences: original {d.get('original_size')} -> received {d.get('received_size')}, crop {d.get('crop')}, "
+                     f"scale {d.get('scale')}, {d.get('original_encoding')} -> {d.get('received_encoding')}")
     if report.device is not None:
         d = report.device
         lines.append(f"  device: {'MATCH' if d.match else 'no match'}, PCE {d.pce:.1f} (threshold {d.threshold:g}), "
@@ -615,7 +657,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         raise VerificationError(f"cannot read {args.image}: {e}") from e
     report = verify(data, device_anchors=args.trust_device, trust_anchors=args.trust, tsa_anchors=args.trust_tsa, fan=args.fan,
                     stride=args.stride, scale=args.scale, providers=args.providers, heatmap=args.json or args.heatmap is not None,
-                    fingerprint=args.fingerprint, models_dir=args.models)
+                    fingerprint=args.fingerprint, models_dir=args.models, repo=args.repo)
     heat_note = None
     if args.heatmap is not None:
         if report.forensics.available:
@@ -654,4 +696,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")
     p.add_argument("--fingerprint", metavar="DEVICE_FP", help="sensor fingerprint from `rawproof enroll`: report whether the image matches it")
+    p.add_argument("--repo", metavar="URL", help="manifest repository: recover a stripped image's manifest by its soft binding")
     p.set_defaults(func=_run_cli)
