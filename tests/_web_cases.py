@@ -131,6 +131,42 @@ class Anchors:
         return {"device_anchors": self.device, "trust_anchors": self.other}
 
 
+def photo_like(seed: int, width: int = 320, height: int = 240) -> np.ndarray:
+    """uint8 H x W x 3: smooth random blobs plus mild noise (enough content for a soft binding)."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC),
+                      dtype=np.float32)
+    return np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A capture signed with a soft binding, its manifest store (to publish), and a stripped copy."""
+
+    signed: bytes
+    store: bytes
+    copy: Case
+
+
+def published_capture(tmp: Path) -> tuple[Published, Anchors]:
+    """A device capture with a ``c2pa.soft-binding`` (ISCC), its manifest store as a repository keeps it,
+    and what a platform makes of it: 0.75x, JPEG q80 4:2:0, metadata gone. Its own anchors."""
+    from rawproof import softbinding
+    from rawproof.jumbf import manifest_stores
+
+    pki = generate_test_pki(tmp / "pki", alg="es256")
+    rgb = photo_like(23)
+    cap = CaptureInfo(camera_make="Test", camera_model="Cam", device_id="dev-1", raw_sha256="c" * 64,
+                      nip=ModelRef("nip", "b" * 64), capture_time="2025-02-03T09:30:00+00:00",
+                      develop={"width": rgb.shape[1], "height": rgb.shape[0], "format": "png"})
+    with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer:
+        signed = sign_image(png(rgb), "image/png", cap, signer, soft_binding=softbinding.soft_binding_assertion(rgb))
+    small = np.asarray(Image.fromarray(rgb).resize((240, 180), Image.BILINEAR))
+    copy = Case("stripped_copy_in_repository", jpeg(small, 80, subsampling=2), "shared_copy.jpg", "recovered")
+    root = pki.root_cert.read_bytes()
+    return Published(signed, manifest_stores(signed, "image/png")[0], copy), Anchors(root, root)
+
+
 def build_cases(tmp: Path) -> tuple[dict[str, Case], Anchors]:
     """The cases by name, and the roots the server trusts."""
     pki = generate_test_pki(tmp / "pki", alg="es256")

@@ -23,7 +23,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from _toy_fan import toy_fan_path  # noqa: E402
-from _web_cases import build_cases, jpeg_channel_fan, png  # noqa: E402
+from _web_cases import build_cases, jpeg_channel_fan, png, published_capture  # noqa: E402
 from rawproof.errors import ImageFormatError, ServiceLimitError  # noqa: E402
 from rawproof.verify import Verdict, verify  # noqa: E402
 from rawproof.web.app import WebConfig  # noqa: E402
@@ -373,23 +373,34 @@ def test_eight_hostile_uploads_do_not_stop_a_ninth_user(server, env) -> None:
     assert sum(a.final.get("event") == "error" for a in answers) >= 6
 
 
-def test_rawproof_serve_command(env, tmp_path) -> None:
-    """``rawproof serve`` as a user runs it: a process on 127.0.0.1 that answers, keeps nothing, stops on SIGINT."""
+@pytest.mark.parametrize("repository", [False, True], ids=["standalone", "with-repository"])
+def test_rawproof_serve_command(env, tmp_path_factory, repository: bool) -> None:
+    """``rawproof serve`` as a user runs it: a process on 127.0.0.1 that answers, keeps nothing, stops on
+    SIGINT; with ``--repo-db`` the same process serves the manifest repository and recovers through it."""
     import socket
     import subprocess
     import sys
 
+    from rawproof.repo.client import RepoClient
+
     cases, root = env
-    (tmp_path / "device.pem").write_bytes(root.device)
-    (tmp_path / "editors.pem").write_bytes(root.other)
+    pub, pub_anchors = published_capture(tmp_path_factory.mktemp("published"))
+    run = tmp_path_factory.mktemp("run")
+    (run / "device.pem").write_bytes(root.device + pub_anchors.device)
+    (run / "editors.pem").write_bytes(root.other)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     repo_root = Path(__file__).resolve().parents[1]
     env_vars = {**os.environ, "RAWPROOF_MODELS": str(toy_fan_path().parent),
                 "PYTHONPATH": os.pathsep.join(str(repo_root / d) for d in ("sdk", "training", "export"))}
-    proc = subprocess.Popen([sys.executable, "-m", "rawproof", "serve", "--port", str(port), "--trust-device", "device.pem",
-                             "--trust", "editors.pem", "--workers", "1"], cwd=tmp_path, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rawproof = [sys.executable, "-m", "rawproof"]
+    args = ["serve", "--port", str(port), "--trust-device", "device.pem", "--trust", "editors.pem", "--workers", "1"]
+    if repository:
+        key = subprocess.run([*rawproof, "repo", "add-key", "--db", "repo.sqlite", "--device", "dev-1"], cwd=run, env=env_vars,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        args += ["--repo-db", "repo.sqlite"]
+    proc = subprocess.Popen([*rawproof, *args], cwd=run, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
@@ -403,9 +414,19 @@ def test_rawproof_serve_command(env, tmp_path) -> None:
         for name in ("signed_original", "edited_chain"):
             r = upload(url, cases[name].data, token)
             assert r.final["report"]["verdict"] == cases[name].verdict
+        if repository:
+            RepoClient(url.rstrip("/"), key).publish(pub.store)
+        r = upload(url, pub.copy.data, token)
+        ref = verify(pub.copy.data, device_anchors=root.device + pub_anchors.device, trust_anchors=root.other,
+                     **({"repo": url.rstrip("/")} if repository else {}))
+        assert r.final["report"]["verdict"] == ref.verdict.value
+        assert (ref.verdict.value == "recovered") == repository
+        if repository:
+            assert r.final["report"]["recovery"]["manifest_id"] == ref.recovery.manifest_id
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}/" in out and "nothing kept" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["device.pem", "editors.pem"]  # nothing written where it ran
+    written = {p.name for p in run.iterdir()} - {"device.pem", "editors.pem"}
+    assert all(n.startswith("repo.sqlite") for n in written) and (bool(written) == repository), written  # nothing else

@@ -22,10 +22,10 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from _toy_fan import toy_fan_path  # noqa: E402
-from _web_cases import Anchors, Case, build_cases  # noqa: E402
+from _web_cases import Anchors, Case, build_cases, published_capture  # noqa: E402
 from rawproof.verify import verify  # noqa: E402
 from rawproof.web.app import WebConfig  # noqa: E402
-from rawproof.web.measure import CHROMIUM, LocalServer, chromium_args  # noqa: E402
+from rawproof.web.measure import CHROMIUM, LocalServer, chromium_args, reserve_socket  # noqa: E402
 from rawproof.web.pool import PoolConfig  # noqa: E402
 from rawproof.web.serve import create_app  # noqa: E402
 
@@ -213,6 +213,60 @@ def test_stripped_copy_without_a_repository(page, env) -> None:
     assert page.is_visible("#chain-empty") and page.locator("#chain > li").count() == 0
     assert not page.is_visible("#recovery-section") and not page.is_visible("#repo-note")
     _shot(page, "stripped_no_repository")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    return published_capture(tmp_path_factory.mktemp("published"))
+
+
+@pytest.fixture(scope="module")
+def repo_server(env, published, tmp_path_factory):
+    """The page and the manifest repository in one app (as ``rawproof serve --repo-db``), the capture published."""
+    from rawproof.repo.app import create_app as create_repo_app
+    from rawproof.repo.client import RepoClient
+    from rawproof.repo.store import open_store
+
+    pub, anchors = published
+    sock = reserve_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with open_store(tmp_path_factory.mktemp("repo") / "repo.sqlite") as store:
+        key = store.add_key("dev-1")
+        cfg = WebConfig(pool=PoolConfig(workers=1, verify_kwargs={**anchors.kwargs, "repo": url}), repository=url)
+        with LocalServer(create_app(cfg, app=create_repo_app(store)), sock=sock) as srv:
+            RepoClient(url, key).publish(pub.store)
+            yield srv
+
+
+def test_stripped_copy_with_a_repository_is_recovered(browser, repo_server, published) -> None:
+    pub, anchors = published
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.goto(repo_server.url)
+    assert page.is_visible("#repo-note")
+    _pick(page, pub.copy)
+    assert _wait_answer(page) == "result"
+    ref = verify(pub.copy.data, **anchors.kwargs, repo=repo_server.url.rstrip("/"))
+    assert ref.verdict.value == pub.copy.verdict == page.get_attribute("#verdict", "data-verdict")
+    assert page.inner_text("#verdict-headline") == "Content Credentials recovered from the repository"
+    assert "not a cryptographic proof" in page.inner_text("#because")
+    assert page.is_visible("#recovery-section") and page.is_visible("#chain-empty")
+    facts = page.inner_text("#recovery")
+    for fact in ("Repository", repo_server.url.rstrip("/"), "Manifest", ref.recovery.manifest_id, "Match",
+                 f"{ref.recovery.similarity}% similar", "Original signed by", "rawproof-test-device", "Signer trusted", "yes",
+                 "Size", "original 320 x 240, this copy 240 x 180", "Scale", "0.75 x the original", "Test Cam"):
+        assert fact in facts, fact
+    _shot(page, "recovered")
+    context.close()
+
+
+def test_the_same_copy_without_a_repository(page, published) -> None:
+    pub, _ = published
+    _pick(page, pub.copy)
+    assert _wait_answer(page) == "result"
+    assert page.get_attribute("#verdict", "data-verdict").startswith("no_provenance")
+    assert not page.is_visible("#recovery-section") and not page.is_visible("#repo-note")
+    assert page.inner_text("#verdict-headline").startswith("No Content Credentials")
 
 
 def test_manipulated_share(page, env) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LocalServer", "UploadResult", "page_token", "upload", "hostile_uploads", "bench_web", "CHROMIUM", "chromium_args"]
+__all__ = ["LocalServer", "reserve_socket", "UploadResult", "page_token", "upload", "hostile_uploads", "bench_web", "CHROMIUM", "chromium_args"]
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's chromium, which the browser tests and the bench drive through Playwright."""
@@ -38,19 +38,27 @@ def chromium_args() -> list[str]:
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
+def reserve_socket() -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 at an ephemeral port, for :class:`LocalServer` (when the
+    app must know its own URL before it is built, e.g. to recover through its own repository)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class LocalServer:
-    """Serve a FastAPI ``app`` on 127.0.0.1 at an ephemeral port, in a thread (context manager).
+    """Serve a FastAPI ``app`` on 127.0.0.1 at an ephemeral port (or on ``sock``), in a thread
+    (context manager).
 
     ``url`` is the base URL, e.g. ``http://127.0.0.1:40123/``. Startup (the app's lifespan,
     e.g. starting the worker pool) is complete when ``__enter__`` returns.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, sock: socket.socket | None = None) -> None:
         import uvicorn
 
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = sock or reserve_socket()
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=5))
