@@ -183,7 +183,7 @@ class VerifyService:
 
     def page(self) -> str:
         fill = {"csrf_token": self.issue_token(), "max_bytes": str(self.cfg.max_bytes),
-                "max_mb": f"{self.cfg.max_bytes / 2**20:g}", "max_mp": f"{self.max_pixels / 1e6:g}" if self.max_pixels else "no",
+                "max_mb": f"{self.cfg.max_bytes / 2**20:g}", "max_mp": f"{self.max_pixels / 1e6:g}" if self.max_pixels else "any number of",
                 "repository": "on" if self.cfg.repository else "off",
                 "timeout_s": f"{self.cfg.pool.timeout_s:g}"}
         html = self._page
