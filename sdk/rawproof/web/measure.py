@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import socket
 import struct
@@ -216,51 +218,63 @@ def _median(xs: list[float]) -> float:
     return float(np.median(xs))
 
 
-def _browser_times(url: str, data: bytes, repeats: int) -> list[tuple[float, float]] | None:
-    """(page ms from file chosen to verdict shown, verify ms) per run in headless Chromium, or
-    ``None`` when Playwright or Chromium is missing."""
-    import os
-    import tempfile
+class _Browser:
+    """Headless Chromium on the page (context manager); :meth:`check` picks a file and waits for the verdict."""
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    if not os.path.exists(CHROMIUM):
-        return None
-    out = []
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        path = os.path.join(tmp, "bench.jpg")
-        with open(path, "wb") as f:
+    def __init__(self, url: str, data: bytes) -> None:
+        import tempfile
+
+        self.url, self._tmp = url, tempfile.TemporaryDirectory()
+        self.path = os.path.join(self._tmp.name, "bench.jpg")
+        with open(self.path, "wb") as f:
             f.write(data)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
-        try:
-            page = browser.new_page()
-            for _ in range(repeats + 1):  # the first run warms the page up
-                page.goto(url)
-                page.set_input_files("#file", path)
-                page.wait_for_selector("#timing[data-total-ms]", timeout=300_000)
-                t = page.locator("#timing")
-                out.append((float(t.get_attribute("data-total-ms") or "nan"), float(t.get_attribute("data-verify-ms") or "nan")))
-        finally:
-            browser.close()
-    return out[1:]
+
+    def __enter__(self) -> _Browser:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+        self.page = self._browser.new_page()
+        return self
+
+    def check(self) -> tuple[float, float]:
+        """(ms from file chosen to verdict shown, the worker's verify() ms), as the page measured them."""
+        self.page.goto(self.url)
+        self.page.set_input_files("#file", self.path)
+        self.page.wait_for_selector("#timing[data-total-ms]", timeout=600_000)
+        t = self.page.locator("#timing")
+        return float(t.get_attribute("data-total-ms") or "nan"), float(t.get_attribute("data-verify-ms") or "nan")
+
+    def __exit__(self, *exc: object) -> None:
+        self._browser.close()
+        self._pw.stop()
+        self._tmp.cleanup()
+
+
+def _have_browser() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return os.path.exists(CHROMIUM)
 
 
 def bench_web(width: int = 4000, height: int = 3000, *, repeats: int = 3, workers: int = 2,
               browser: bool = True) -> list[dict[str, Any]]:
     """Time the verify page against ``verify()`` on one signed ``width`` x ``height`` JPEG.
 
-    Figures (median of ``repeats`` after one warm-up each, ms), all in this one run:
-    ``verify_inprocess`` (``verify()`` called here; ``patches``: FAN patches it analysed, 0
-    when no FAN read the traces), ``http_to_verdict`` (upload through the
-    HTTP API to the last line read) with ``http_overhead_ms`` = that minus the worker's own
-    ``verify()`` time in the same request, ``page_to_verdict`` (headless Chromium: file
-    chosen to verdict shown) with ``page_overhead_ms``; then ``ninth_user_under_flood``:
-    the ninth user's time to a correct verdict while 8 hostile uploads
-    (:func:`hostile_uploads`) are sent at once, with ``hostile_answered`` (how many of them
+    Each of ``repeats`` rounds (after one warm-up round) runs, back to back, ``verify()`` in
+    this process, one upload through the HTTP API and one through the page in headless
+    Chromium (when Playwright and Chromium are there), so that the three see the same load.
+    Figures (medians over the rounds, ms): ``verify_inprocess`` (``patches``: FAN patches
+    analysed, 0 when no FAN read the traces); ``http_to_verdict`` (upload to the last line
+    read) and ``page_to_verdict`` (file chosen to verdict shown), each with
+    ``over_inprocess_ms`` (minus the same round's in-process ``verify()``) and
+    ``overhead_ms`` (minus the worker's own ``verify()`` time in that request); then
+    ``ninth_user_under_flood``: the ninth user's time to a correct verdict while 8 hostile
+    uploads (:func:`hostile_uploads`) are sent at once, with ``hostile_answered`` (how many
     got an answer), ``ninth_correct`` (1 if its verdict equals ``verify()``'s) and
-    ``slowdown`` (its time over ``http_to_verdict``'s).
+    ``slowdown`` (over ``http_to_verdict``).
     """
     from rawproof.verify import verify
     from rawproof.web.app import WebConfig
@@ -268,32 +282,35 @@ def bench_web(width: int = 4000, height: int = 3000, *, repeats: int = 3, worker
     from rawproof.web.serve import create_app
 
     signed, root = _signed_jpeg(width, height)
-    reference = verify(signed, device_anchors=root)  # also the warm-up (the FAN session)
+    reference = verify(signed, device_anchors=root)
     expected = reference.verdict.value
-    inproc = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        verify(signed, device_anchors=root)
-        inproc.append((time.perf_counter() - t) * 1e3)
     image = f"{width}x{height} jpeg {len(signed)} bytes"
-    rows: list[dict[str, Any]] = [{"name": "verify_inprocess", "median_ms": _median(inproc), "image": image,
-                                   "patches": reference.forensics.argmax.size if reference.forensics.available else 0}]
     cfg = WebConfig(pool=PoolConfig(workers=workers, verify_kwargs={"device_anchors": root}))
-    with LocalServer(create_app(cfg)) as srv:
+    runs: dict[str, list[tuple[float, float, float]]] = {"verify_inprocess": [], "http_to_verdict": [], "page_to_verdict": []}
+    with LocalServer(create_app(cfg)) as srv, contextlib.ExitStack() as stack:
         token = page_token(srv.url)
-        http, over = [], []
-        for k in range(repeats + 1):
+        page = stack.enter_context(_Browser(srv.url, signed)) if browser and _have_browser() else None
+        for k in range(repeats + 1):  # round 0 warms everything up
+            t = time.perf_counter()
+            verify(signed, device_anchors=root)
+            own = (time.perf_counter() - t) * 1e3
             r = upload(srv.url, signed, token)
             if r.final.get("event") != "result" or r.final["report"]["verdict"] != expected:
                 raise RuntimeError(f"the page gave {r.final.get('event')} {r.final.get('message', '')} for the bench image")
+            shown = page.check() if page is not None else None
             if k:
-                http.append(r.seconds * 1e3)
-                over.append(r.seconds * 1e3 - r.final["timings_ms"]["verify"])
-        rows.append({"name": "http_to_verdict", "median_ms": _median(http), "overhead_ms": _median(over), "image": image})
-        times = _browser_times(srv.url, signed, repeats) if browser else None
-        if times:
-            rows.append({"name": "page_to_verdict", "median_ms": _median([t for t, _ in times]),
-                         "overhead_ms": _median([t - v for t, v in times]), "image": image})
+                runs["verify_inprocess"].append((own, own, own))
+                runs["http_to_verdict"].append((r.seconds * 1e3, own, r.final["timings_ms"]["verify"]))
+                if shown is not None:
+                    runs["page_to_verdict"].append((shown[0], own, shown[1]))
+        rows: list[dict[str, Any]] = [{"name": "verify_inprocess", "median_ms": _median([t for t, _, _ in runs["verify_inprocess"]]),
+                                       "image": image,
+                                       "patches": reference.forensics.argmax.size if reference.forensics.available else 0}]
+        for name in ("http_to_verdict", "page_to_verdict"):
+            if runs[name]:
+                rows.append({"name": name, "median_ms": _median([t for t, _, _ in runs[name]]),
+                             "over_inprocess_ms": _median([t - own for t, own, _ in runs[name]]),
+                             "overhead_ms": _median([t - worker for t, _, worker in runs[name]]), "image": image})
         flood = _flood(srv.url, token, signed, expected, cfg.max_bytes)
         flood["slowdown"] = flood["median_ms"] / rows[1]["median_ms"]
         rows.append(flood)
