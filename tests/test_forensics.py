@@ -23,6 +23,8 @@ from rawproof.forensics import (
     aggregate,
     analyze,
     channel_mismatch,
+    LEGEND_HEIGHT,
+    LEGEND_WIDTH,
     describe_regions,
     fan_config,
     fit_calibration,
@@ -207,10 +209,14 @@ def test_render_heatmap(toy_fan):
     half = rgb.copy()
     half[:, :80] = blur(rgb)[:, :80]
     fa = analyze(half, toy_fan)
-    grid = np.asarray(render_heatmap(fa))
+    grid = np.asarray(render_heatmap(fa, legend=False))
     assert grid.shape == (len(fa.grid_y) * 16, len(fa.grid_x) * 16, 3)
-    over = np.asarray(render_heatmap(fa, half))
+    assert np.asarray(render_heatmap(fa)).shape == (len(fa.grid_y) * 16 + LEGEND_HEIGHT, LEGEND_WIDTH, 3)
+    with_legend = np.asarray(render_heatmap(fa, half))
+    assert with_legend.shape == (96 + LEGEND_HEIGHT, LEGEND_WIDTH, 3)
+    over = np.asarray(render_heatmap(fa, half, legend=False))
     assert over.shape == (96, 160, 3)
+    assert np.array_equal(with_legend[:96, :160], over)
     grey = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(half).convert("L"), np.int16)
     # Right side (native): untinted grey; left side: tinted with the gaussian colour (blue).
     assert np.abs(over[:, 140:, 0].astype(np.int16) - grey[:, 140:]).max() <= 1
@@ -225,7 +231,7 @@ def test_render_heatmap_on_thin_preview(toy_fan):
     fa = analyze(rgb, toy_fan)
     preview = _preview(rgb)
     assert preview.shape[:2] == (1024, 11)
-    assert np.asarray(render_heatmap(fa, preview)).shape == (1024, 11, 3)
+    assert np.asarray(render_heatmap(fa, preview, legend=False)).shape == (1024, 11, 3)
     with pytest.raises(ValueError, match="aspect ratio"):
         render_heatmap(fa, preview[:, :6].copy())
 

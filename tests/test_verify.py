@@ -17,7 +17,7 @@ from PIL import Image
 from _toy_fan import blur, noise_image, toy_fan_path
 from rawproof import cli
 from rawproof.errors import ImageFormatError, VerificationError
-from rawproof.forensics import Traces
+from rawproof.forensics import LEGEND_HEIGHT, LEGEND_WIDTH, Traces
 from rawproof.keygen import generate_test_pki
 from rawproof.models import file_sha256
 from rawproof.provenance import CaptureInfo, ModelRef, ProvenanceState, Signer, sign_image
@@ -246,14 +246,14 @@ def test_cli_json_and_heatmap(signed, pki, tmp_path, monkeypatch, capsys):
     assert f["stride"] == 8 and np.array(f["p_manipulated"]).shape == (len(f["grid_y"]), len(f["grid_x"]))
     assert f["grid_y"][-1] + f["patch_size"] == H
     with Image.open(heat) as im:
-        assert im.format == "PNG" and im.size == (2 * W, 2 * H)
+        assert im.format == "PNG" and im.size == (max(2 * W, LEGEND_WIDTH), 2 * H + LEGEND_HEIGHT)
 
 
 def test_save_heatmap_and_heatmap_false(signed, pki, tmp_path):
     r = verify(signed["png"], trust_anchors=pki.root_cert)
     out = save_heatmap(r, tmp_path / "h.png")
     with Image.open(out) as im:
-        assert im.size == (2 * W, 2 * H)
+        assert im.size == (max(2 * W, LEGEND_WIDTH), 2 * H + LEGEND_HEIGHT)
     lean = verify(signed["png"], trust_anchors=pki.root_cert, heatmap=False)
     assert lean.preview is None and lean.forensics.p_manipulated.size == 0
     assert lean.verdict is r.verdict and lean.summary == r.summary

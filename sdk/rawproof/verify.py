@@ -33,6 +33,7 @@ from rawproof.errors import VerificationError
 from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
+from rawproof.jpeg_trace import JpegEstimate, estimate_jpeg
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
 from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
@@ -103,6 +104,9 @@ class VerifyReport:
         image_format, source_mode, frames, jpeg_quality, jpeg_subsampling: From
             :class:`rawproof.imageio.DecodedImage`.
         width, height: Decoded size, pixels.
+        jpeg_estimate: For a file that is not a JPEG or WebP (e.g. a JPEG re-saved as PNG), the
+            last JPEG compression read from its pixels (:func:`rawproof.jpeg_trace.estimate_jpeg`:
+            quality, grid offset), when a FAN ran and its channel check needed it; else ``None``.
         timings_ms: ``provenance``, ``decode``, ``forensics``, ``fingerprint`` (only with a
             fingerprint), ``total`` (wall, ms).
         preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
@@ -125,6 +129,7 @@ class VerifyReport:
     height: int
     jpeg_quality: int | None = None
     jpeg_subsampling: str | None = None
+    jpeg_estimate: JpegEstimate | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: DeviceMatch | None = None
@@ -150,7 +155,10 @@ class VerifyReport:
             "capture": None if self.capture is None else json.loads(json.dumps(self.capture, default=str)),
             "image": {"format": self.image_format, "mode": self.source_mode, "frames": self.frames,
                       "width": self.width, "height": self.height, "jpeg_quality": self.jpeg_quality,
-                      "jpeg_subsampling": self.jpeg_subsampling},
+                      "jpeg_subsampling": self.jpeg_subsampling,
+                      "jpeg_estimate": None if self.jpeg_estimate is None else {
+                          "quality": self.jpeg_estimate.quality, "offset": list(self.jpeg_estimate.offset),
+                          "strength": self.jpeg_estimate.strength}},
             "scale_mode": self.scale_mode,
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
@@ -201,10 +209,17 @@ def _traces_phrase(fa: ForensicAnalysis) -> str:
     if fa.traces is Traces.CONSISTENT:
         return f"traces consistent with an unedited capture (P(manipulated) {fa.score:.2f} over {fa.argmax.size} patches)"
     fractions = fa.class_fractions()
+    local = [g for g in fa.regions if g.significant]
+    where = ""
+    if local:
+        boxes = "; ".join(f"{_CLASS_WORDS.get(g.dominant_class, g.dominant_class)} at x {g.box[0]}-{g.box[2]}, "
+                          f"y {g.box[1]}-{g.box[3]} (mass {g.mass:.1f})" for g in local)
+        where = f" ({len(local)} significant region{'s' if len(local) > 1 else ''}: {boxes})"
+    else:
+        sections = describe_regions(fa)
+        where = f" (regions: {', '.join(sections)})" if sections else ""
     if fractions:
         what = ", ".join(f"{_CLASS_WORDS.get(c, c)} in {f:.0%}" for c, f in list(fractions.items())[:2])
-        regions = describe_regions(fa)
-        where = f" (regions: {', '.join(regions)})" if regions else ""
         return f"traces of {what} of the image{where}; P(manipulated) {fa.score:.2f}"
     top = max((c for c in fa.classes if c != "native"), key=lambda c: fa.class_probabilities[c])
     return f"traces of {_CLASS_WORDS.get(top, top)} spread over the image; P(manipulated) {fa.score:.2f}"
@@ -275,7 +290,7 @@ def verify(
             ``ModelInfo``); ``None``: the FAN named in the capture assertion if one with
             that sha256 is installed, else the default shipped FAN, else none (the
             analysis is then reported unavailable; this is not an error).
-        stride: Patch grid step in analysed pixels; ``None``: patch size / 2.
+        stride: Patch grid step in analysed pixels; ``None``: the patch size (no overlap).
         scale: ``"auto"``: a camera original (capture assertion present and the
             hard binding intact, or the recorded developed size equal to the image's) is
             downscaled by the FAN's ``trained_channel["downscale"]`` before analysis;
@@ -321,6 +336,7 @@ def verify(
     capture = prov.capture
     info, source, note = _resolve_fan(fan, capture)
     size = (decoded.height, decoded.width)
+    jpeg_estimate = None
     if info is None:
         fa = unavailable(note or "no FAN model installed", size)
         scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
@@ -340,7 +356,11 @@ def verify(
         if scale_mode != "camera-original" and fa.available:
             # A camera original is replayed through the trained channel; anything else arrives
             # through whatever channel it went through, which the file's encoding partly tells.
-            why = channel_mismatch(fan_config(info).trained_channel, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling)
+            trained = fan_config(info).trained_channel
+            if trained.get("jpeg_quality") is not None and decoded.format not in ("JPEG", "MPO", "WEBP") and min(size) >= 16:
+                # The header may lie (a JPEG re-saved as PNG): read the last JPEG from the pixels.
+                jpeg_estimate = estimate_jpeg(decoded.rgb)
+            why = channel_mismatch(trained, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling, jpeg_estimate)
             fa = replace(fa, out_of_channel=why)
     t3 = time.perf_counter()
     device = None if fp is None else match(decoded.rgb, fp)
@@ -352,7 +372,7 @@ def verify(
         verdict=verdict, summary=summary, provenance=prov, capture=capture, forensics=fa, scale_mode=scale_mode,
         image_format=decoded.format, source_mode=decoded.source_mode, frames=decoded.frames,
         width=decoded.width, height=decoded.height, jpeg_quality=decoded.jpeg_quality, jpeg_subsampling=decoded.jpeg_subsampling,
-        timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
+        jpeg_estimate=jpeg_estimate, timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
                     **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
@@ -480,13 +500,18 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
                      f"{report.capture.get('capture_time')}")
     if fa.available:
-        ny, nx = fa.p_manipulated.shape if fa.p_manipulated.size else (0, 0)
+        ny, nx = fa.grid_y.size, fa.grid_x.size  # the grids survive heatmap=False; the per-patch maps do not
         top = ", ".join(f"{c} {v:.2f}" for c, v in sorted(fa.class_probabilities.items(), key=lambda kv: -kv[1]))
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
                      f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
         lines.append(f"  classes: {top}")
         if fa.out_of_channel:
             lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
+        elif fa.regions:
+            lines.append(f"  regions of flagged patches: {len(fa.regions)} (box x0,y0-x1,y1 in pixels; significant ones decide)")
+            for g in fa.regions:
+                lines.append(f"    {'SIGNIFICANT ' if g.significant else ''}{g.box[0]},{g.box[1]}-{g.box[2]},{g.box[3]}: "
+                             f"{g.patches} patches, mass {g.mass:.2f}, mean P {g.mean_p:.2f}, {g.dominant_class}")
     if report.device is not None:
         d = report.device
         lines.append(f"  device: {'MATCH' if d.match else 'no match'}, PCE {d.pce:.1f} (threshold {d.threshold:g}), "
@@ -531,7 +556,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole report as JSON (arrays as lists)")
     p.add_argument("--heatmap", metavar="OUT_PNG", help="write the forensic heatmap overlay as PNG")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or shipped name; default: see docs")
-    p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")
+    p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default: the FAN's patch size, no overlap; smaller = finer map, slower)")
     p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")
     p.add_argument("--fingerprint", metavar="DEVICE_FP", help="sensor fingerprint from `rawproof enroll`: report whether the image matches it")
