@@ -857,7 +857,7 @@ def _cell_index(coords: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarr
 
 
 def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max_side: int = 2048,
-                   cell: int = 16, alpha: float = 0.6, legend: bool = True) -> Any:
+                   cell: int = 16, alpha: float = 0.6, legend: bool = True, not_evidence: str | None = None) -> Any:
     """Draw the heatmap as a Pillow RGB image.
 
     Each pixel takes the patch whose centre is nearest; it is tinted with the colour of
@@ -867,7 +867,7 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
     otherwise. A legend panel under the picture gives the class colours, the opacity scale
     (P(manipulated) 0 to 1, with the patch threshold marked) and the decision.
 
-    When the analysis is outside the FAN's channels (``fa.out_of_channel``) the readings are
+    When the analysis is outside the FAN's channels (``fa.out_of_channel``), or ``not_evidence`` is given, the readings are
     not evidence: the picture is drawn in grey only (no tint, no boxes), crossed out and
     labelled "NOT EVIDENCE" with the reason, so it cannot be mistaken for a finding.
 
@@ -877,6 +877,8 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
             aspect ratio): drawn in grey under the tint, at its size capped to
             ``max_side`` on the long edge.
             ``None``: the grid alone, ``cell`` pixels per patch on a mid-grey background.
+        not_evidence: A reason the readings are not evidence (e.g. the origin head says the
+            image is not a rawproof development); ``fa.out_of_channel`` is one by itself.
         legend: Add the legend panel (:data:`LEGEND_HEIGHT` pixels under the picture, which
             sits at the top left; the width grows to at least :data:`LEGEND_WIDTH`).
 
@@ -913,13 +915,14 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
         ah, aw = fa.analysed_size
         iy = _cell_index((np.arange(oh) + 0.5) * ah / oh, fa.grid_y, fa.patch_size)
         ix = _cell_index((np.arange(ow) + 0.5) * aw / ow, fa.grid_x, fa.patch_size)
-    if fa.out_of_channel:
+    void = not_evidence or fa.out_of_channel
+    if void:
         out = base
     else:
         wmap = weight[iy][:, ix]
         out = base * (1 - wmap) + tint[iy][:, ix] * wmap
     pic = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
-    return _annotate(fa, pic, iy, ix, palette, alpha, legend)
+    return _annotate(fa, pic, iy, ix, palette, alpha, legend, void)
 
 
 LEGEND_HEIGHT = 88
@@ -929,14 +932,14 @@ LEGEND_WIDTH = 640
 
 
 def _annotate(fa: ForensicAnalysis, pic: Any, iy: np.ndarray, ix: np.ndarray, palette: np.ndarray, alpha: float,
-              legend: bool) -> Any:
+              legend: bool, void: str | None) -> Any:
     """Region outlines on ``pic`` and a legend panel under it (see :func:`render_heatmap`)."""
     from PIL import Image, ImageDraw, ImageFont
 
     w, h = pic.size
     font = ImageFont.load_default(size=12)
     draw = ImageDraw.Draw(pic)
-    if fa.out_of_channel:
+    if void:
         draw.line([(0, 0), (w - 1, h - 1)], fill=(255, 255, 255), width=3)
         draw.line([(0, h - 1), (w - 1, 0)], fill=(255, 255, 255), width=3)
     else:
@@ -960,10 +963,9 @@ def _annotate(fa: ForensicAnalysis, pic: Any, iy: np.ndarray, ix: np.ndarray, pa
     panel_w, panel_h = max(w, LEGEND_WIDTH), LEGEND_HEIGHT
     panel = Image.new("RGB", (panel_w, panel_h), (24, 24, 24))
     d = ImageDraw.Draw(panel)
-    if fa.out_of_channel:
-        d.text((8, 6), "NOT EVIDENCE: outside the channels the FAN was trained behind; its readings say nothing either way",
-               fill=(255, 80, 80), font=font)
-        d.text((8, 26), fa.out_of_channel[:100], fill=(230, 230, 230), font=font)
+    if void:
+        d.text((8, 6), "NOT EVIDENCE: the FAN's readings say nothing either way about this image", fill=(255, 80, 80), font=font)
+        d.text((8, 26), void[:100], fill=(230, 230, 230), font=font)
         d.text((8, 46), f"FAN {fa.fan_name}: P(manipulated) {fa.score:.2f}, not shown", fill=(200, 200, 200), font=font)
     else:
         x = 8

@@ -33,9 +33,10 @@ from rawproof.errors import VerificationError
 from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
-from rawproof.jpeg_trace import JpegEstimate, estimate_jpeg
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
+from rawproof.jpeg_trace import JpegEstimate, estimate_jpeg
 from rawproof.models import ModelInfo, ModelKind, find_model, list_models
+from rawproof.origin import OriginReading, find_origin_head
 from rawproof.provenance import PemSource, ProvenanceReport, ProvenanceState, check_provenance
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ class Verdict(enum.Enum):
     """No manifest; traces indicate a manipulation. Exit 2."""
     NO_PROVENANCE_UNANALYZED = "no_provenance_unanalyzed"
     """No manifest and no forensic analysis (no FAN installed, or image smaller than a patch). Exit 2."""
+    NO_RAWPROOF_TRACES = "no_rawproof_traces"
+    """No manifest, and the origin head (:mod:`rawproof.origin`) reads the image as not developed
+    by a rawproof NIP at all (another camera pipeline, an editor's export): the FAN has nothing
+    to say about it, so it is never called manipulated. Exit 2."""
     NO_PROVENANCE_INCONCLUSIVE = "no_provenance_inconclusive"
     """No manifest, and the image was encoded outside the channel the FAN was trained behind
     (``forensics.out_of_channel`` says how), where its readings are not evidence. Exit 2."""
@@ -111,6 +116,9 @@ class VerifyReport:
             fingerprint), ``total`` (wall, ms).
         preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
             copy of the image for :func:`save_heatmap`; ``None`` with ``heatmap=False``.
+        origin: The origin head's reading (:class:`rawproof.origin.OriginReading`) when the
+            FAN has a head and read the image inside its channels without a trusted manifest,
+            else ``None``.
         device: Sensor-fingerprint test (:func:`rawproof.fingerprint.match`: PCE, threshold,
             decision) when ``verify(..., fingerprint=)`` was given, else ``None``. It does not
             change the verdict.
@@ -133,6 +141,7 @@ class VerifyReport:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: DeviceMatch | None = None
+    origin: OriginReading | None = None
 
     @property
     def exit_code(self) -> int:
@@ -163,6 +172,7 @@ class VerifyReport:
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
             "device": None if self.device is None else self.device.to_dict(),
+            "origin": None if self.origin is None else self.origin.to_dict(),
         }
 
 
@@ -225,8 +235,11 @@ def _traces_phrase(fa: ForensicAnalysis) -> str:
     return f"traces of {_CLASS_WORDS.get(top, top)} spread over the image; P(manipulated) {fa.score:.2f}"
 
 
-def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]:
+def _decide(prov: ProvenanceReport, fa: ForensicAnalysis, origin: OriginReading | None = None) -> tuple[Verdict, str]:
     traces = _traces_phrase(fa)
+    if origin is not None and origin.foreign:
+        traces = (f"no rawproof traces: not developed by the FAN's NIP, it seems (P(foreign) {origin.p_foreign:.2f} "
+                  f">= {origin.threshold:.2f}); the FAN's reading says nothing about such an image")
     st = prov.state
     if st is ProvenanceState.VALID:
         who = f"valid C2PA signature by {prov.signer_subject}"
@@ -242,6 +255,8 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis) -> tuple[Verdict, str]
                Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
     if fa.available and fa.out_of_channel:
         verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
+    elif origin is not None and origin.foreign:
+        verdict = Verdict.NO_RAWPROOF_TRACES
     return verdict, f"no provenance (no C2PA manifest); {traces}"
 
 
@@ -337,6 +352,7 @@ def verify(
     info, source, note = _resolve_fan(fan, capture)
     size = (decoded.height, decoded.width)
     jpeg_estimate = None
+    origin = None
     if info is None:
         fa = unavailable(note or "no FAN model installed", size)
         scale_mode = "none" if scale == "none" else ("explicit" if scale != "auto" else "as-is")
@@ -362,10 +378,12 @@ def verify(
                 jpeg_estimate = estimate_jpeg(decoded.rgb)
             why = channel_mismatch(trained, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling, jpeg_estimate)
             fa = replace(fa, out_of_channel=why)
+            head = find_origin_head(info) if why is None and prov.state is not ProvenanceState.VALID else None
+            origin = None if head is None else head.read(fa.logits)
     t3 = time.perf_counter()
     device = None if fp is None else match(decoded.rgb, fp)
     t4 = time.perf_counter()
-    verdict, summary = _decide(prov, fa)
+    verdict, summary = _decide(prov, fa, origin)
     if not heatmap:
         fa = _strip_grid(fa)
     return VerifyReport(
@@ -376,7 +394,7 @@ def verify(
                     **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
-        device=device,
+        device=device, origin=origin,
     )
 
 
@@ -399,7 +417,9 @@ def save_heatmap(report: VerifyReport, path: str | os.PathLike[str], image: np.n
         raise VerificationError("no heatmap: the report was made with heatmap=False")
     base = image if image is not None else report.preview
     p = Path(path)
-    render_heatmap(fa, base).save(p, "PNG")
+    foreign = report.origin is not None and report.origin.foreign
+    why = f"no rawproof traces (origin head P(foreign) {report.origin.p_foreign:.2f})" if foreign and report.origin else None
+    render_heatmap(fa, base, not_evidence=why).save(p, "PNG")
     return p
 
 
@@ -505,6 +525,10 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
                      f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
         lines.append(f"  classes: {top}")
+        if report.origin is not None:
+            o = report.origin
+            lines.append(f"  origin: {o.head} P(foreign) {o.p_foreign:.2f} (threshold {o.threshold:.2f}): "
+                         + ("no rawproof traces" if o.foreign else "consistent with a rawproof development"))
         if fa.out_of_channel:
             lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
         elif fa.regions:

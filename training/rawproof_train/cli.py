@@ -19,6 +19,7 @@ _COMMAND_MODULES: list[str] = [
     "rawproof_train.report",
     "rawproof_train.forensic_eval",
     "rawproof_train.origin",
+    "rawproof_train.image_eval",
     "rawproof_train.prnu_experiment",
     "rawproof_train.jpeg_report",
 ]
