@@ -97,3 +97,23 @@ def test_errors():
     with pytest.raises(ValueError, match="unknown channel"):
         named_channels(["web75", "nope"])
     assert list(named_channels(["trained"])) == ["trained"]
+
+
+def test_training_sampler_matches_the_sdk_channel():
+    import torch
+
+    from rawproof_train.platforms import PlatformSampler, through_channel
+
+    sampler = PlatformSampler(out_size=32, seed=4)
+    assert sampler.min_input == 82
+    x = torch.from_numpy(image(90, 100, seed=5)).permute(2, 0, 1)[None].float().repeat(2, 1, 1, 1) / 255
+    y, ch = sampler(x)
+    assert y.shape == (2, 3, 32, 32) and y.dtype == torch.float32 and not y.requires_grad
+    # The crop is a window of exactly what the SDK channel serves.
+    served = torch.from_numpy(ch.apply_rgb(image(90, 100, seed=5))).permute(2, 0, 1).float() / 255
+    win = served.unfold(1, 32, 1).unfold(2, 32, 1)  # 3 x oh x ow x 32 x 32
+    assert any(torch.equal(win[:, i, j], y[0]) for i in range(win.shape[1]) for j in range(win.shape[2]))
+    with pytest.raises(ValueError, match="at least 82"):
+        sampler(x[..., :60, :60])
+    with pytest.raises(ValueError, match="smaller than"):
+        through_channel(x[..., :40, :40], NAMED_CHANNELS["web75"], 32, np.random.default_rng(0))

@@ -52,7 +52,7 @@ def origin_features(logits: np.ndarray) -> np.ndarray:
         logits: float, ... x C raw FAN logits of one image's patches (at least one patch).
 
     Returns:
-        float64, ``4 C + 6`` values (:data:`FEATURES`, in that order).
+        float64, ``3 C + 6`` values (:data:`FEATURES`, in that order).
     """
     z = np.asarray(logits, dtype=np.float64).reshape(-1, np.shape(logits)[-1])
     if z.shape[0] == 0:
@@ -122,7 +122,7 @@ class OriginHead:
         try:
             classes = tuple(str(c) for c in data["classes"])
             vecs = [np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "weights")]
-            n = 4 * len(classes) + 6
+            n = 3 * len(classes) + 6
             if classes[:1] != ("native",) or any(v.shape != (n,) for v in vecs):
                 raise ValueError(f"classes must start with 'native' and vectors have {n} values")
             bias, threshold = float(data["bias"]), float(data["threshold"])
