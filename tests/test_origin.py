@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,19 @@ def test_broken_or_foreign_head_is_loud(models):
         OriginHead.from_json({**_head(["native", "gaussian"], 1), "threshold": 0})
     with pytest.raises(ModelError, match="invalid origin head"):
         OriginHead.from_json({k: v for k, v in _head(["native", "gaussian"], 1).items() if k != "bias"})
+
+
+def test_verify_batch_rows_carry_the_new_verdict(models, tmp_path):
+    from rawproof.batch import read_rows, verify_batch
+
+    fan = load_model_info(models / "toy_fan.onnx")
+    head_path(fan).write_text(json.dumps(_head(["native", "gaussian"], weight_on=1)))
+    rgb = noise_image(96, 128, seed=8)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(_png(rgb))
+    (tmp_path / "in" / "b.png").write_bytes(_png(blur(rgb)))
+    verify_batch(tmp_path / "in", tmp_path / "rows.jsonl", workers=1, fan=str(models / "toy_fan.onnx"))
+    rows = {Path(r["path"]).name: r for r in read_rows(tmp_path / "rows.jsonl")}
+    assert rows["a.png"]["verdict"] == "no_provenance_consistent" and rows["a.png"]["p_foreign"] < 0.5
+    assert rows["b.png"]["verdict"] == "no_rawproof_traces" and rows["b.png"]["p_foreign"] > 0.5
+    assert rows["b.png"]["significant_regions"] == 0

@@ -106,7 +106,7 @@ def collect(ours: list[WholeImage], theirs: list[WholeImage], fan: str | Path, c
         for name in channels:
             add(im.rgb, name, "untouched", "none", im.id, "native")
         for kind in GLOBAL_EDITS:
-            edited = manipulate(np.asarray(im.rgb), kind)
+            edited = manipulate(np.array(im.rgb), kind)  # a writable copy: torch.from_numpy warns on read-only arrays
             for name in edit_channels:
                 add(edited, name, "global", kind, im.id, kind)
         for kind in LOCAL_EDITS:

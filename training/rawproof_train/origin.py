@@ -98,7 +98,7 @@ def _labelled(ours: list[WholeImage], theirs: list[WholeImage], classes: list[st
 
     manips = [c for c in classes if c != "native"]
     items = [(im.rgb, 0) for im in ours]
-    items += [(manipulate(np.asarray(im.rgb), manips[int(rng.integers(len(manips)))]), 0) for im in ours]
+    items += [(manipulate(np.array(im.rgb), manips[int(rng.integers(len(manips)))]), 0) for im in ours]
     return items + [(im.rgb, 1) for im in theirs]
 
 
