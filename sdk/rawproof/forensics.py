@@ -608,14 +608,17 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
-    """float32 H x W x 3 in [0,1] -> uint8 -> JPEG (libjpeg, 4:4:4) -> float32 [0,1]."""
+def _jpeg_roundtrip(x: np.ndarray, quality: int, subsampling: str = "444") -> np.ndarray:
+    """float32 H x W x 3 in [0,1] -> uint8 -> JPEG (libjpeg, ``subsampling``) -> float32 [0,1]."""
     import io
 
     from PIL import Image
 
+    from rawproof.imageio import PILLOW_SUBSAMPLING
+
     buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=0)
+    Image.fromarray(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)).save(
+        buf, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.float32) * np.float32(1 / 255)
 
 
@@ -625,6 +628,7 @@ def analyze(
     *,
     scale: float = 1.0,
     jpeg_quality: int | None = None,
+    jpeg_subsampling: str = "444",
     stride: int | None = None,
     providers: Sequence[str] | str | None = None,
     threads: int | None = None,
@@ -639,8 +643,9 @@ def analyze(
         scale: Resize factor applied first with :func:`resize_bilinear` (0.5 = the 2x
             downscale of the trained channel); in (0, 1].
         jpeg_quality: If given, the (resized) image is then rounded to uint8 and sent
-            through libjpeg at this quality (4:4:4), replaying the trained channel's
+            through libjpeg at this quality, replaying the trained channel's
             compression; ``None`` analyses it uncompressed.
+        jpeg_subsampling: Chroma layout of that replay, ``"444"`` or ``"420"``.
         stride: Grid step, analysed pixels; ``None`` = ``patch_size`` (no overlap).
         providers, threads: For :func:`rawproof.runtime.get_session`.
         fan_source: Recorded in the result.
@@ -681,7 +686,7 @@ def analyze(
     if scale != 1:
         x = resize_bilinear(x, ah, aw)
     if jpeg_quality is not None:
-        x = _jpeg_roundtrip(x, int(jpeg_quality))
+        x = _jpeg_roundtrip(x, int(jpeg_quality), jpeg_subsampling)
     chw = np.ascontiguousarray(x.transpose(2, 0, 1))
     del x
     ys, xs = patch_origins(ah, ps, step), patch_origins(aw, ps, step)

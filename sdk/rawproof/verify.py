@@ -366,7 +366,8 @@ def verify(
             factor, scale_mode, replay_q = 1.0, "none", None
         else:
             factor, scale_mode, replay_q = float(scale), "explicit", None
-        fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, stride=stride, providers=providers, threads=threads, fan_source=source)
+        replay_sub = str(trained.get("nominal_subsampling", "444")) if scale == "auto" else "444"
+        fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, jpeg_subsampling=replay_sub, stride=stride, providers=providers, threads=threads, fan_source=source)
         if note:
             fa = replace(fa, reason=note)
         if scale_mode != "camera-original" and fa.available:

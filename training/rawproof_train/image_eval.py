@@ -178,10 +178,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         u = summary.get(f"untouched/none/{c}")
         fkeys = [k for k in summary if k.startswith("foreign/") and k.endswith(f"/{c}")]
 
-        def pool(field: str) -> dict[str, Any]:
-            k = sum(summary[x][field]["k"] for x in fkeys)
-            n = sum(summary[x][field]["n"] for x in fkeys)
-            return _rate(k, n)
+        def pool(field: str, keys: list[str] = fkeys) -> dict[str, Any]:
+            return _rate(sum(summary[x][field]["k"] for x in keys), sum(summary[x][field]["n"] for x in keys))
 
         if u is None:
             continue
