@@ -360,3 +360,22 @@ class TestRegions:
         assert g.box == (fa.grid_x[c0] * 2, fa.grid_y[r0] * 2, (fa.grid_x[c1 - 1] + PATCH) * 2, (fa.grid_y[r1 - 1] + PATCH) * 2)
         assert g.box == (64, 64, 192, 128)
         assert fa.to_dict()["regions"][0]["box"] == list(g.box)
+
+    def test_fit_region_threshold_keeps_the_other_thresholds(self) -> None:
+        from rawproof.forensics import fit_region_threshold
+
+        rng = np.random.default_rng(4)
+        native = [rng.normal(0, 1, (5, 7, 2)) + np.array([1.0, 0]) for _ in range(100)]
+        base = DecisionRule(score_threshold=0.9, patch_threshold=0.6, area_threshold=0.3)
+        rule = fit_region_threshold(native, 0, Calibration(), base, false_positive_rate=0.1)
+        assert (rule.score_threshold, rule.patch_threshold, rule.area_threshold) == (0.9, 0.6, 0.3)
+        masses = []
+        for z in native:
+            p = softmax(z)
+            masses.append(max((g.mass for g in find_regions(p[..., 1], p, ["native", "a"], base)), default=0.0))
+        assert np.mean(np.array(masses) >= rule.region_threshold) <= 0.1
+        assert np.mean(np.array(masses) >= np.quantile(masses, 0.85)) > 0.1  # not trivially high
+        with pytest.raises(ValueError, match="logit grid"):
+            fit_region_threshold([z.reshape(-1, 2) for z in native], 0, Calibration(), base)
+        with pytest.raises(ValueError, match="false_positive_rate"):
+            fit_region_threshold(native, 0, Calibration(), base, false_positive_rate=1.0)

@@ -60,6 +60,7 @@ __all__ = [
     "unavailable",
     "fit_calibration",
     "fit_decision",
+    "fit_region_threshold",
     "render_heatmap",
     "describe_regions",
     "measure_robustness",
@@ -806,9 +807,35 @@ def fit_decision(logits_native: Sequence[np.ndarray], native_index: int, calibra
     rule = DecisionRule(score_threshold=above(scores), patch_threshold=patch_threshold, area_threshold=above(fracs))
     if not with_regions:
         return rule
-    names = ["native" if k == native_index else f"c{k}" for k in range(grids[0].shape[-1])]
-    heaviest = [max((g.mass for g in find_regions(pm, p, names, rule, patch_weight)), default=0.0) for pm, p in zip(pms, probs)]
-    return replace(rule, region_threshold=above(heaviest, cap=None))
+    return fit_region_threshold(grids, native_index, calibration, rule, false_positive_rate=1 - q, patch_weight=patch_weight)
+
+
+def fit_region_threshold(logits_native: Sequence[np.ndarray], native_index: int, calibration: Calibration,
+                         decision: DecisionRule, *, false_positive_rate: float = 0.01, patch_weight: float = 1.0) -> DecisionRule:
+    """``decision`` with ``region_threshold`` set for a target rate on held-out *untouched* images.
+
+    The threshold steps just above the ``1 - false_positive_rate`` quantile of the heaviest
+    region's mass per native image (:func:`find_regions` at ``decision.patch_threshold``), so
+    the region rule alone flags at most that share of them. Use it to add the region rule to
+    a FAN whose other thresholds stay as they are; :func:`fit_decision` calls it too.
+
+    Args:
+        logits_native: One ny x nx x C raw logit grid per native image.
+
+    Raises:
+        ValueError: no images, a grid that is not ny x nx x C, or a rate outside (0, 1).
+    """
+    if not logits_native or any(np.ndim(z) != 3 for z in logits_native):
+        raise ValueError("need at least one ny x nx x C logit grid")
+    if not 0 < false_positive_rate < 1:
+        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+    heaviest = []
+    for z in logits_native:
+        p = softmax(np.asarray(z, dtype=np.float64), calibration.temperature)
+        names = ["native" if k == native_index else f"c{k}" for k in range(p.shape[-1])]
+        heaviest.append(max((g.mass for g in find_regions(1.0 - p[..., native_index], p, names, decision, patch_weight)), default=0.0))
+    threshold = max(1e-6, float(np.nextafter(np.quantile(heaviest, 1 - false_positive_rate), np.inf)))
+    return replace(decision, region_threshold=threshold)
 
 
 def fit_calibration(logits_per_image: Sequence[np.ndarray], labels: Sequence[int], native_index: int = 0) -> Calibration:

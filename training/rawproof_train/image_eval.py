@@ -14,10 +14,11 @@ go to :func:`rawproof.verify` with the FAN under test. Groups:
   reported box (the significant region overlapping the truth most, else any region) is
   scored by IoU with the truth box mapped into the served image.
 
-Rates carry Wilson 95 % intervals. ``--calibrate`` first fits the FAN's calibration and
+Rates carry Wilson 95 % intervals. ``--calibrate all`` first fits the FAN's calibration and
 decision rule (incl. the region mass threshold, :func:`rawproof.forensics.fit_decision`) on
-the val split's readings inside the FAN's channels and writes them into ``--fan`` (as
-``forensic-eval --calibrate`` does). Output: ``image_eval.json`` (every reading) and
+the val split's readings inside the FAN's channels; ``--calibrate regions`` adds only the
+region rule (:func:`rawproof.forensics.fit_region_threshold`) to the FAN's existing ones;
+both write into ``--fan`` (as ``forensic-eval --calibrate`` does). Output: ``image_eval.json`` (every reading) and
 ``image_eval.md`` (the tables) in ``--out``; the command that made them heads the tables.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rawproof.forensics import fit_calibration, fit_decision
+from rawproof.forensics import fan_config, fit_calibration, fit_decision, fit_region_threshold
 from rawproof.models import ModelKind, find_model
 from rawproof.platforms import NAMED_CHANNELS, PlatformChannel, named_channels
 from rawproof.verify import Verdict, VerifyReport, verify
@@ -204,20 +205,28 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _calibrate(reports: list[tuple[VerifyReport, str]], fan: str) -> dict[str, Any]:
+def _calibrate(reports: list[tuple[VerifyReport, str]], fan: str, what: str, fpr: float) -> dict[str, Any]:
+    """``what="all"``: calibration and every threshold; ``"regions"``: only ``region_threshold``, the rest kept."""
     from rawproof_train.forensic_eval import write_calibration
 
     info = find_model(fan, ModelKind.FAN)
-    classes = list(info.classes)
+    classes, cfg = list(info.classes), fan_config(info)
     usable = [(r.forensics, lab) for r, lab in reports if r.forensics.available and not r.forensics.out_of_channel]
-    # Image labels for the temperature/Platt fit: global edits by class; locals are left out (mixed patches).
-    fit = [(fa.logits, classes.index(lab)) for fa, lab in usable if lab in classes]
-    cal = fit_calibration([z for z, _ in fit], [y for _, y in fit], native_index=classes.index("native"))
     natives = [fa for fa, lab in usable if lab == "native"]
     weight = min(1.0, (natives[0].stride / natives[0].patch_size) ** 2)
-    rule = fit_decision([fa.logits for fa in natives], classes.index("native"), cal, false_positive_rate=0.01, patch_weight=weight)
+    native = classes.index("native")
+    if what == "all":
+        # Image labels for the temperature/Platt fit: global edits by class; locals are left out (mixed patches).
+        fit = [(fa.logits, classes.index(lab)) for fa, lab in usable if lab in classes]
+        cal = fit_calibration([z for z, _ in fit], [y for _, y in fit], native_index=native)
+        rule = fit_decision([fa.logits for fa in natives], native, cal, false_positive_rate=fpr, patch_weight=weight)
+    else:
+        cal = cfg.calibration
+        rule = fit_region_threshold([fa.logits for fa in natives], native, cal, cfg.decision, false_positive_rate=fpr,
+                                    patch_weight=weight)
     write_calibration(fan, cal.to_metadata(), asdict(rule))
-    return {"calibration": cal.to_metadata(), "decision": asdict(rule), "val_readings": len(usable), "val_native": len(natives)}
+    return {"fitted": what, "fpr": fpr, "calibration": cal.to_metadata(), "decision": asdict(rule),
+            "val_readings": len(usable), "val_native": len(natives)}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -228,9 +237,12 @@ def _run(args: argparse.Namespace) -> int:
     fan_info = find_model(args.fan, ModelKind.FAN)
     cal = None
     if args.calibrate:
-        ours, theirs = rawproof_images(args.data, args.nip, ("val",)), foreign_images(args.data, ("val",))
-        _, reports = collect(ours, theirs[:0], fan_info.path, channels, edit_channels, 1, args.seed + 1, "val", keep_reports=True)
-        cal = _calibrate(reports, str(fan_info.path))
+        ours = rawproof_images(args.data, args.nip, ("val",))
+        if args.calibrate == "regions":  # natives only: through the channels, nothing edited
+            reports = [(read(im.rgb, ch, fan_info.path)[1], "native") for im in ours for ch in channels.values()]
+        else:
+            _, reports = collect(ours, [], fan_info.path, channels, edit_channels, 1, args.seed + 1, "val", keep_reports=True)
+        cal = _calibrate(reports, str(fan_info.path), args.calibrate, args.fpr)
         fan_info = find_model(args.fan, ModelKind.FAN)
         log.info("calibrated: %s", cal)
     split = tuple(args.split.split(","))
@@ -266,6 +278,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--edit-channels", nargs="+", default=["trained", "web75"], choices=list(NAMED_CHANNELS))
     p.add_argument("--local-draws", type=int, default=3, help="random regions per image and local edit")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--calibrate", action="store_true", help="fit calibration + decision (incl. regions) on val first, write into --fan")
+    p.add_argument("--calibrate", choices=["all", "regions"],
+                   help="first fit on the val split and write into --fan: 'all' = calibration + every threshold "
+                        "(incl. the region rule); 'regions' = only the region rule, the FAN's other thresholds kept")
+    p.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of --calibrate on val untouched images")
     p.add_argument("-o", "--out", default="docs/results")
     p.set_defaults(func=_run)
