@@ -290,3 +290,22 @@ def test_bench_verify_reports_each_stage():
     assert all(r["median_ms"] > 0 for r in rows)
     by = {r["name"]: r for r in rows}
     assert by["fan_full_resolution"]["patches"] > by["fan_camera_original"]["patches"]
+
+
+def test_text_report_tells_the_truth_without_heatmap(monkeypatch, capsys, tmp_path):
+    """The grid size is reported without --heatmap (it once read "0x0 patches"), and --help's stride default is the code's."""
+    from rawproof.forensics import patch_origins
+
+    rgb = noise_image(H, W, seed=21)
+    edited = rgb.copy()
+    edited[:, : W // 2] = blur(rgb)[:, : W // 2]
+    path = tmp_path / "e.png"
+    path.write_bytes(_png(edited))
+    code, out = _run_cli([str(path)], monkeypatch, capsys)
+    r = verify(_png(edited))
+    ny, nx = patch_origins(H, r.forensics.patch_size, r.forensics.patch_size).size, patch_origins(W, r.forensics.patch_size, r.forensics.patch_size).size
+    assert f"{ny}x{nx} patches of {r.forensics.patch_size} px stride {r.forensics.patch_size}" in out and "0x0" not in out
+    assert out.count("patches, mass") == len(r.forensics.regions) >= 1  # every region listed
+    with pytest.raises(SystemExit):
+        _run_cli(["--help"], monkeypatch, capsys)
+    assert "default: the FAN's patch size, no overlap" in " ".join(capsys.readouterr().out.split())
