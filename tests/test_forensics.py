@@ -379,3 +379,21 @@ class TestRegions:
             fit_region_threshold([z.reshape(-1, 2) for z in native], 0, Calibration(), base)
         with pytest.raises(ValueError, match="false_positive_rate"):
             fit_region_threshold(native, 0, Calibration(), base, false_positive_rate=1.0)
+
+
+def test_heatmap_outside_the_channel_is_marked_not_evidence(toy_fan):
+    from dataclasses import replace
+
+    rgb = noise_image(96, 160, seed=14)
+    half = rgb.copy()
+    half[:, :80] = blur(rgb)[:, :80]
+    fa = analyze(half, toy_fan)
+    tinted = np.asarray(render_heatmap(fa, half, legend=False)).astype(int)
+    assert (tinted[..., 2] - tinted[..., 0]).max() > 50  # the blur is tinted blue in a finding
+    void = np.asarray(render_heatmap(replace(fa, out_of_channel="JPEG q90 444"), half, legend=False)).astype(int)
+    assert np.array_equal(void[..., 0], void[..., 1]) and np.array_equal(void[..., 1], void[..., 2])  # grey only
+    assert (void == 255).all(axis=2).sum() > 96  # crossed out in white
+    other = np.asarray(render_heatmap(fa, half, legend=False, not_evidence="no rawproof traces")).astype(int)
+    assert np.array_equal(other, void)
+    panel = np.asarray(render_heatmap(replace(fa, out_of_channel="JPEG q90 444"), half))[96:]
+    assert (panel[..., 0] > 200).sum() > 50 and (panel[..., 0] - panel[..., 2] > 100).any()  # the red NOT EVIDENCE line
