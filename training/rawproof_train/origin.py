@@ -16,7 +16,7 @@ encoding lies outside the FAN's channels are dropped (verify never consults the 
 The threshold on P(foreign) is set on the val split so that at most ``--fpr`` of the rawproof
 readings (untouched and manipulated) read foreign.
 
-Re-run on a new pair (about 10 min on one loaded core)::
+Re-run on a new pair (35 min on the shared 2-core machine, most of it verify() reading the images)::
 
     nice -n 10 python -m rawproof_train train-origin --nip sdk/rawproof/models/<nip>.onnx \\
         --fan sdk/rawproof/models/<fan>.onnx --out runs/origin_<fan>
