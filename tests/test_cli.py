@@ -30,7 +30,7 @@ def test_untyped_exception_exits_3(monkeypatch, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
     assert cli.main(["verify", str(path)]) == 3
     err = capsys.readouterr().err
-    assert "rawproof verify: error: RuntimeError: something unexpected" in err and "Traceback" not in err
+    assert "rawproof verify: unexpected error (RuntimeError): something unexpected" in err and "Traceback" not in err
 
 
 def test_closed_stdout_is_not_a_traceback(tmp_path):

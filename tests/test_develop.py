@@ -55,11 +55,15 @@ def frame() -> RawFrame:
 
 
 def _reference_rgb(frame: RawFrame) -> np.ndarray:
-    """numpy: RGGB planes, black/white normalisation, WB, clip; numpy NIP; clip, round."""
+    """numpy: RGGB planes, black/white normalisation, WB, clip; numpy NIP; clip, round; clipped sensor values white."""
     m = frame.mosaic.astype(np.float64)
     planes = [m[0::2, 0::2], m[0::2, 1::2], m[1::2, 0::2], m[1::2, 1::2]]
     stack = np.stack([np.clip((p - BLACK) / (WHITE - BLACK) * g, 0, 1) for p, g in zip(planes, WB)]).astype(np.float32)
-    return np.rint(np.clip(nip_reference(stack, NipWeights()), 0, 1) * 255).transpose(1, 2, 0)
+    rgb = np.rint(np.clip(nip_reference(stack, NipWeights()), 0, 1) * 255).transpose(1, 2, 0)
+    # R from plane 0, G where both greens are clipped, B from plane 3: each 2x2 output block of a clipped quad is 255
+    for c, clipped in enumerate((stack[0] >= 1, (stack[1] >= 1) & (stack[2] >= 1), stack[3] >= 1)):
+        rgb[..., c][np.kron(clipped, np.ones((2, 2))).astype(bool)] = 255
+    return rgb
 
 
 class TestDevelop:

@@ -22,8 +22,11 @@ from rawproof.forensics import (
     Traces,
     aggregate,
     analyze,
+    LEGEND_HEIGHT,
+    LEGEND_WIDTH,
     channel_mismatch,
     describe_regions,
+    find_regions,
     fan_config,
     fit_calibration,
     measure_robustness,
@@ -207,10 +210,14 @@ def test_render_heatmap(toy_fan):
     half = rgb.copy()
     half[:, :80] = blur(rgb)[:, :80]
     fa = analyze(half, toy_fan)
-    grid = np.asarray(render_heatmap(fa))
+    grid = np.asarray(render_heatmap(fa, legend=False))
     assert grid.shape == (len(fa.grid_y) * 16, len(fa.grid_x) * 16, 3)
-    over = np.asarray(render_heatmap(fa, half))
+    assert np.asarray(render_heatmap(fa)).shape == (len(fa.grid_y) * 16 + LEGEND_HEIGHT, LEGEND_WIDTH, 3)
+    with_legend = np.asarray(render_heatmap(fa, half))
+    assert with_legend.shape == (96 + LEGEND_HEIGHT, LEGEND_WIDTH, 3)
+    over = np.asarray(render_heatmap(fa, half, legend=False))
     assert over.shape == (96, 160, 3)
+    assert np.array_equal(with_legend[:96, :160], over)
     grey = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(half).convert("L"), np.int16)
     # Right side (native): untinted grey; left side: tinted with the gaussian colour (blue).
     assert np.abs(over[:, 140:, 0].astype(np.int16) - grey[:, 140:]).max() <= 1
@@ -225,7 +232,7 @@ def test_render_heatmap_on_thin_preview(toy_fan):
     fa = analyze(rgb, toy_fan)
     preview = _preview(rgb)
     assert preview.shape[:2] == (1024, 11)
-    assert np.asarray(render_heatmap(fa, preview)).shape == (1024, 11, 3)
+    assert np.asarray(render_heatmap(fa, preview, legend=False)).shape == (1024, 11, 3)
     with pytest.raises(ValueError, match="aspect ratio"):
         render_heatmap(fa, preview[:, :6].copy())
 
@@ -281,3 +288,112 @@ def test_channel_mismatch_randomised_channel_and_no_codec():
     assert "q30-90 444/420" in channel_mismatch(trained, "JPEG", 70, "422")
     # a FAN trained without a codec in its channel is not checked
     assert channel_mismatch({"downscale": 2}, "PNG", None, None) is None
+
+
+def _grid(flags: list[str], p_on: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """p_manipulated and 2-class probabilities of a grid drawn as text ('#' flagged)."""
+    pm = np.array([[p_on if ch == "#" else 0.05 for ch in row] for row in flags])
+    return pm, np.stack([1 - pm, pm], axis=-1)
+
+
+class TestRegions:
+    def test_components_boxes_and_order(self) -> None:
+        pm, probs = _grid(["##....#",
+                           "##....#",
+                           ".......",
+                           "...###.",
+                           "#......"])
+        regions = find_regions(pm, probs, ["native", "gaussian"], DecisionRule(patch_threshold=0.5, region_threshold=3.5))
+        assert [(g.cells, g.patches) for g in regions] == [((0, 0, 2, 2), 4), ((3, 3, 4, 6), 3), ((0, 6, 2, 7), 2), ((4, 0, 5, 1), 1)]
+        assert regions[0].mass == pytest.approx(4 * 0.95) and regions[0].dominant_class == "gaussian"
+        assert [g.significant for g in regions] == [True, False, False, False]
+
+    def test_every_region_is_listed(self) -> None:
+        pm, probs = _grid(["#.#.#.#.#.#", "...........", "#.#.#.#.#.#"])
+        assert len(find_regions(pm, probs, ["native", "x"], DecisionRule())) == 12
+
+    def test_region_rule_decides_where_area_would_not(self) -> None:
+        pm, _ = _grid(["........", "..##....", "..##....", "........", "........"])
+        z = np.log(np.stack([1 - pm, pm], axis=-1))  # logits whose softmax is (1 - pm, pm)
+        area_only = DecisionRule(score_threshold=0.99, patch_threshold=0.5, area_threshold=0.25)
+        assert aggregate(z, 0, decision=area_only).traces is Traces.CONSISTENT  # 4/40 = 10% < 25%
+        local = DecisionRule(score_threshold=0.99, patch_threshold=0.5, area_threshold=0.25, region_threshold=3.0)
+        agg = aggregate(z, 0, decision=local, classes=["native", "gaussian"])
+        assert agg.traces is Traces.MANIPULATED and agg.regions[0].significant and agg.regions[0].cells == (1, 2, 3, 4)
+        # Overlapping patches weigh less: at stride = patch / 2 each counts a quarter.
+        assert aggregate(z, 0, decision=local, patch_weight=0.25).traces is Traces.CONSISTENT
+
+    def test_fit_decision_region_threshold_is_the_native_quantile(self) -> None:
+        from rawproof.forensics import fit_decision
+
+        rng = np.random.default_rng(3)
+        native = [rng.normal(0, 1, (6, 6, 3)) + np.array([1.5, 0, 0]) for _ in range(300)]
+        rule = fit_decision(native, 0, Calibration(), false_positive_rate=0.06)
+        assert rule.region_threshold is not None
+        heaviest = []
+        for z in native:
+            p = softmax(z)
+            regs = find_regions(1 - p[..., 0], p, ["native", "a", "b"], rule)
+            heaviest.append(max((g.mass for g in regs), default=0.0))
+        assert np.mean(np.array(heaviest) >= rule.region_threshold) <= 0.02 + 1e-9
+        assert np.mean([aggregate(z, 0, Calibration(), rule).traces is Traces.MANIPULATED for z in native]) <= 0.06
+        flat = fit_decision([z.reshape(-1, 3) for z in native], 0, Calibration(), false_positive_rate=0.06)
+        assert flat.region_threshold is None
+
+    def test_region_metadata_errors(self) -> None:
+        assert DecisionRule.from_metadata({"region_threshold": 2.5}).region_threshold == 2.5
+        assert DecisionRule.from_metadata({"region_threshold": None}).region_threshold is None
+        with pytest.raises(ModelError, match="region_threshold"):
+            DecisionRule.from_metadata({"region_threshold": 0})
+        with pytest.raises(ModelError, match="area_threshold"):
+            DecisionRule.from_metadata({"area_threshold": None})
+
+    def test_analyze_maps_boxes_to_input_pixels(self, toy_fan) -> None:
+        small = noise_image(96, 128, seed=31)
+        small[32:64, 32:96] = blur(small)[32:64, 32:96]  # two patches of the 32 px grid
+        # Each pixel repeated 2 x 2: the 2x bilinear downscale (a 2x2 box) gives ``small`` back exactly.
+        edited = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
+        fa = analyze(edited, toy_fan, scale=0.5)
+        assert fa.regions
+        g = fa.regions[0]
+        r0, c0, r1, c1 = g.cells
+        assert g.box == (fa.grid_x[c0] * 2, fa.grid_y[r0] * 2, (fa.grid_x[c1 - 1] + PATCH) * 2, (fa.grid_y[r1 - 1] + PATCH) * 2)
+        assert g.box == (64, 64, 192, 128)
+        assert fa.to_dict()["regions"][0]["box"] == list(g.box)
+
+    def test_fit_region_threshold_keeps_the_other_thresholds(self) -> None:
+        from rawproof.forensics import fit_region_threshold
+
+        rng = np.random.default_rng(4)
+        native = [rng.normal(0, 1, (5, 7, 2)) + np.array([1.0, 0]) for _ in range(100)]
+        base = DecisionRule(score_threshold=0.9, patch_threshold=0.6, area_threshold=0.3)
+        rule = fit_region_threshold(native, 0, Calibration(), base, false_positive_rate=0.1)
+        assert (rule.score_threshold, rule.patch_threshold, rule.area_threshold) == (0.9, 0.6, 0.3)
+        masses = []
+        for z in native:
+            p = softmax(z)
+            masses.append(max((g.mass for g in find_regions(p[..., 1], p, ["native", "a"], base)), default=0.0))
+        assert np.mean(np.array(masses) >= rule.region_threshold) <= 0.1
+        assert np.mean(np.array(masses) >= np.quantile(masses, 0.85)) > 0.1  # not trivially high
+        with pytest.raises(ValueError, match="logit grid"):
+            fit_region_threshold([z.reshape(-1, 2) for z in native], 0, Calibration(), base)
+        with pytest.raises(ValueError, match="false_positive_rate"):
+            fit_region_threshold(native, 0, Calibration(), base, false_positive_rate=1.0)
+
+
+def test_heatmap_outside_the_channel_is_marked_not_evidence(toy_fan):
+    from dataclasses import replace
+
+    rgb = noise_image(96, 160, seed=14)
+    half = rgb.copy()
+    half[:, :80] = blur(rgb)[:, :80]
+    fa = analyze(half, toy_fan)
+    tinted = np.asarray(render_heatmap(fa, half, legend=False)).astype(int)
+    assert (tinted[..., 2] - tinted[..., 0]).max() > 50  # the blur is tinted blue in a finding
+    void = np.asarray(render_heatmap(replace(fa, out_of_channel="JPEG q90 444"), half, legend=False)).astype(int)
+    assert np.array_equal(void[..., 0], void[..., 1]) and np.array_equal(void[..., 1], void[..., 2])  # grey only
+    assert (void == 255).all(axis=2).sum() > 96  # crossed out in white
+    other = np.asarray(render_heatmap(fa, half, legend=False, not_evidence="no rawproof traces")).astype(int)
+    assert np.array_equal(other, void)
+    panel = np.asarray(render_heatmap(replace(fa, out_of_channel="JPEG q90 444"), half))[96:]
+    assert (panel[..., 0] > 200).sum() > 50 and (panel[..., 0] - panel[..., 2] > 100).any()  # the red NOT EVIDENCE line

@@ -17,7 +17,7 @@ from PIL import Image
 from _toy_fan import blur, noise_image, toy_fan_path
 from rawproof import cli
 from rawproof.errors import ImageFormatError, VerificationError
-from rawproof.forensics import Traces
+from rawproof.forensics import LEGEND_HEIGHT, LEGEND_WIDTH, Traces
 from rawproof.keygen import generate_test_pki
 from rawproof.models import file_sha256
 from rawproof.provenance import CaptureInfo, ModelRef, ProvenanceState, Signer, sign_image
@@ -246,14 +246,14 @@ def test_cli_json_and_heatmap(signed, pki, tmp_path, monkeypatch, capsys):
     assert f["stride"] == 8 and np.array(f["p_manipulated"]).shape == (len(f["grid_y"]), len(f["grid_x"]))
     assert f["grid_y"][-1] + f["patch_size"] == H
     with Image.open(heat) as im:
-        assert im.format == "PNG" and im.size == (2 * W, 2 * H)
+        assert im.format == "PNG" and im.size == (max(2 * W, LEGEND_WIDTH), 2 * H + LEGEND_HEIGHT)
 
 
 def test_save_heatmap_and_heatmap_false(signed, pki, tmp_path):
     r = verify(signed["png"], device_anchors=pki.root_cert)
     out = save_heatmap(r, tmp_path / "h.png")
     with Image.open(out) as im:
-        assert im.size == (2 * W, 2 * H)
+        assert im.size == (max(2 * W, LEGEND_WIDTH), 2 * H + LEGEND_HEIGHT)
     lean = verify(signed["png"], device_anchors=pki.root_cert, heatmap=False)
     assert lean.preview is None and lean.forensics.p_manipulated.size == 0
     assert lean.verdict is r.verdict and lean.summary == r.summary
@@ -290,3 +290,22 @@ def test_bench_verify_reports_each_stage():
     assert all(r["median_ms"] > 0 for r in rows)
     by = {r["name"]: r for r in rows}
     assert by["fan_full_resolution"]["patches"] > by["fan_camera_original"]["patches"]
+
+
+def test_text_report_tells_the_truth_without_heatmap(monkeypatch, capsys, tmp_path):
+    """The grid size is reported without --heatmap (it once read "0x0 patches"), and --help's stride default is the code's."""
+    from rawproof.forensics import patch_origins
+
+    rgb = noise_image(H, W, seed=21)
+    edited = rgb.copy()
+    edited[:, : W // 2] = blur(rgb)[:, : W // 2]
+    path = tmp_path / "e.png"
+    path.write_bytes(_png(edited))
+    code, out = _run_cli([str(path)], monkeypatch, capsys)
+    r = verify(_png(edited))
+    ny, nx = patch_origins(H, r.forensics.patch_size, r.forensics.patch_size).size, patch_origins(W, r.forensics.patch_size, r.forensics.patch_size).size
+    assert f"{ny}x{nx} patches of {r.forensics.patch_size} px stride {r.forensics.patch_size}" in out and "0x0" not in out
+    assert out.count("patches, mass") == len(r.forensics.regions) >= 1  # every region listed
+    with pytest.raises(SystemExit):
+        _run_cli(["--help"], monkeypatch, capsys)
+    assert "default: the FAN's patch size, no overlap" in " ".join(capsys.readouterr().out.split())

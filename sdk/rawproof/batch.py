@@ -81,20 +81,23 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 
 ROW_FIELDS: tuple[str, ...] = (
     "path", "status", "provenance_state", "verdict", "exit_code", "traces", "score", "raw_score",
-    "manipulated_fraction", "class_probabilities", "fan_name", "width", "height", "patches", "summary",
-    "provenance_ms", "decode_ms", "forensics_ms", "total_ms", "worker", "session", "error_type", "error",
+    "manipulated_fraction", "class_probabilities", "fan_name", "width", "height", "patches", "significant_regions",
+    "p_foreign", "summary", "provenance_ms", "decode_ms", "forensics_ms", "total_ms", "worker", "session", "error_type", "error",
     "recovered_manifest", "recovery_distance",
 )
 """Columns of an output row, in order. ``class_probabilities`` maps class name -> mean
 calibrated probability over patches (a Parquet ``map<string, double>``, a JSON object);
 timings are wall milliseconds measured inside the worker; ``worker`` is ``host:pid``;
 ``session`` identifies the FAN onnxruntime session that ran the image (``None`` when no
-explicit FAN was given or no analysis ran). ``recovered_manifest`` and ``recovery_distance``
-(bits of 64) name the manifest recovered through the soft binding with ``--repo``, else ``None``."""
+explicit FAN was given or no analysis ran); ``significant_regions`` counts the regions that
+passed the local rule (``forensics.regions``); ``p_foreign`` is the origin head's P(not a
+rawproof development) when one read the image (verdict ``no_rawproof_traces`` when it says so).
+``recovered_manifest`` and ``recovery_distance`` (bits of 64) name the manifest recovered through
+the soft binding with ``--repo``, else ``None``."""
 
 _RESULT_FIELDS = ("path", "status", "provenance_state", "verdict", "exit_code", "traces", "score", "raw_score",
                   "manipulated_fraction", "class_probabilities", "fan_name", "width", "height", "patches",
-                  "summary", "error_type", "error", "recovered_manifest", "recovery_distance")
+                  "significant_regions", "p_foreign", "summary", "error_type", "error", "recovered_manifest", "recovery_distance")
 """The fields that depend only on the image and the options: equal across modes and runs."""
 
 _JOURNAL_SUFFIX = ".journal.jsonl"
@@ -344,6 +347,8 @@ def verify_one(item: str, opts: BatchOptions) -> dict[str, Any]:
         "class_probabilities": {k: float(v) for k, v in fa.class_probabilities.items()} if fa.available else None,
         "fan_name": fa.fan_name, "width": rep.width, "height": rep.height,
         "patches": len(fa.grid_y) * len(fa.grid_x) if fa.available else 0,
+        "significant_regions": sum(g.significant for g in fa.regions),
+        "p_foreign": None if rep.origin is None else float(rep.origin.p_foreign),
         "summary": rep.summary, "provenance_ms": t["provenance"], "decode_ms": t["decode"],
         "forensics_ms": t["forensics"], "total_ms": (time.perf_counter() - t0) * 1e3,
         "worker": _worker_id(), "session": session, "error_type": None, "error": None,
@@ -418,9 +423,9 @@ def _arrow_schema() -> Any:
     s, f, i = pa.string(), pa.float64(), pa.int64()
     types = {"path": s, "status": s, "provenance_state": s, "verdict": s, "exit_code": i, "traces": s,
              "score": f, "raw_score": f, "manipulated_fraction": f, "class_probabilities": pa.map_(s, f),
-             "fan_name": s, "width": i, "height": i, "patches": i, "summary": s, "provenance_ms": f,
-             "decode_ms": f, "forensics_ms": f, "total_ms": f, "worker": s, "session": s, "error_type": s, "error": s,
-             "recovered_manifest": s, "recovery_distance": i}
+             "fan_name": s, "width": i, "height": i, "patches": i, "significant_regions": i, "p_foreign": f, "summary": s,
+             "provenance_ms": f, "decode_ms": f, "forensics_ms": f, "total_ms": f, "worker": s, "session": s, "error_type": s,
+             "error": s, "recovered_manifest": s, "recovery_distance": i}
     return pa.schema([(k, types[k]) for k in ROW_FIELDS])
 
 

@@ -31,12 +31,13 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from rawproof.errors import ModelError
+from rawproof.jpeg_trace import JpegEstimate
 from rawproof.models import ModelInfo, ModelKind
 
 __all__ = [
@@ -51,17 +52,22 @@ __all__ = [
     "resize_bilinear",
     "patch_origins",
     "softmax",
+    "Region",
+    "find_regions",
     "Aggregate",
     "aggregate",
     "analyze",
     "unavailable",
     "fit_calibration",
     "fit_decision",
+    "fit_region_threshold",
     "render_heatmap",
     "describe_regions",
     "measure_robustness",
     "channel_mismatch",
     "CLASS_COLOURS",
+    "LEGEND_HEIGHT",
+    "LEGEND_WIDTH",
 ]
 
 DEFAULT_PATCH_SIZE = 128
@@ -152,28 +158,37 @@ class DecisionRule:
         score_threshold: MANIPULATED when the calibrated score reaches it.
         patch_threshold: A patch counts as manipulated when its P(manipulated) reaches it.
         area_threshold: MANIPULATED when that fraction of patches is manipulated.
+        region_threshold: MANIPULATED when one connected region of flagged patches
+            (:func:`find_regions`) has at least this *mass*: the sum of its patches'
+            P(manipulated), counted in non-overlapping patch areas (each patch weighs
+            ``(stride / patch_size)^2``). A size/score rule: three patches at 0.9 weigh 2.7,
+            as do five at 0.54. ``None`` (FANs calibrated before region decisions): no region rule.
     """
 
     score_threshold: float = 0.5
     patch_threshold: float = 0.5
     area_threshold: float = 0.25
+    region_threshold: float | None = None
 
     @classmethod
     def from_metadata(cls, value: Any) -> DecisionRule:
         """Parse the ``decision`` metadata object; ``None`` = defaults.
 
         Raises:
-            ModelError: malformed value or a threshold outside (0, 1].
+            ModelError: malformed value, a threshold outside (0, 1], or a region threshold <= 0.
         """
         if value is None:
             return cls()
         try:
-            rule = cls(**{k: float(v) for k, v in dict(value).items()})
+            rule = cls(**{k: None if v is None else float(v) for k, v in dict(value).items()})
         except (TypeError, ValueError) as e:
             raise ModelError(f"invalid FAN decision metadata {value!r}: {e}") from e
         for k in ("score_threshold", "patch_threshold", "area_threshold"):
-            if not 0 < getattr(rule, k) <= 1:
-                raise ModelError(f"FAN decision {k} must be in (0, 1], got {getattr(rule, k)}")
+            v = getattr(rule, k)
+            if v is None or not 0 < v <= 1:
+                raise ModelError(f"FAN decision {k} must be in (0, 1], got {v}")
+        if rule.region_threshold is not None and not (math.isfinite(rule.region_threshold) and rule.region_threshold > 0):
+            raise ModelError(f"FAN decision region_threshold must be finite and > 0, got {rule.region_threshold}")
         return rule
 
 
@@ -205,31 +220,54 @@ QUALITY_MARGIN = 5
 
 
 def channel_mismatch(trained_channel: Mapping[str, Any], image_format: str, jpeg_quality: int | None,
-                     jpeg_subsampling: str | None) -> str | None:
-    """Why an image's encoding lies outside the channel a FAN was trained behind, else ``None``.
+                     jpeg_subsampling: str | None, estimate: JpegEstimate | None = None) -> str | None:
+    """Why an image's encoding lies outside the channel (or channel set) a FAN was trained behind, else ``None``.
 
-    A FAN learns what survives one channel; behind another codec setting its readings are not
+    A FAN learns what survives its channels; behind another codec setting its readings are not
     evidence (measured: the fixed-channel FAN flags nearly every untouched image without JPEG, at
     q90 or after Pillow's 4:2:0 re-encode, docs/training.md). Checked only when the trained
-    channel has ``jpeg_quality``: the image must be a JPEG with IJG tables, its quality within
-    :data:`QUALITY_MARGIN` of the trained qualities, its chroma subsampling among the trained ones.
+    channel has ``jpeg_quality``:
+
+    - a JPEG with IJG tables must have its quality within :data:`QUALITY_MARGIN` of the trained
+      qualities (``jpeg_qualities`` [lo, hi], else ``jpeg_quality``) and its chroma subsampling among
+      ``subsampling`` (default ``["444"]``);
+    - a WebP is inside only when the FAN was trained behind WebP (``webp_qualities``, the platform
+      set of :mod:`rawproof.platforms`); its quality is not in the file;
+    - any other file (PNG, ...) is judged by the last JPEG compression read from its pixels
+      (``estimate``, :func:`rawproof.jpeg_trace.estimate_jpeg`): a JPEG re-saved losslessly is
+      as good as the JPEG (its chroma layout is not read; the quality is checked); no trace: outside.
+
     The scale an image was shared at is not in the file, so it is not checked.
 
     Args:
         trained_channel: :attr:`FanConfig.trained_channel`.
         image_format, jpeg_quality, jpeg_subsampling: as in :class:`rawproof.imageio.DecodedImage`.
+        estimate: The JPEG trace read from the pixels of a non-JPEG file, or ``None``.
     """
     if trained_channel.get("jpeg_quality") is None:
         return None
     qualities = [int(q) for q in trained_channel.get("jpeg_qualities", [trained_channel["jpeg_quality"]])]
     subs = [str(v) for v in trained_channel.get("subsampling", ["444"])]
+    webp = trained_channel.get("webp_qualities")
     lo, hi = min(qualities), max(qualities)
     trained = f"JPEG q{lo}" + (f"-{hi}" if hi > lo else "") + f" {'/'.join(subs)}"
+    if webp:
+        trained += f" or WebP q{min(webp)}-{max(webp)}"
+
+    def quality_ok(q: int) -> bool:
+        return lo - QUALITY_MARGIN <= q <= hi + QUALITY_MARGIN
+
+    if image_format == "WEBP":
+        return None if webp else f"a WEBP image; the FAN was trained behind {trained}"
     if image_format not in ("JPEG", "MPO"):
-        return f"a {image_format} image; the FAN was trained behind {trained}"
+        if estimate is None:
+            return f"a {image_format} image without a JPEG trace in its pixels; the FAN was trained behind {trained}"
+        if not quality_ok(estimate.quality):
+            return f"a {image_format} image whose pixels show a JPEG q~{estimate.quality}; the FAN was trained behind {trained}"
+        return None
     if jpeg_quality is None:
         return f"a JPEG with non-IJG quantisation tables; the FAN was trained behind {trained}"
-    if not lo - QUALITY_MARGIN <= jpeg_quality <= hi + QUALITY_MARGIN or jpeg_subsampling not in subs:
+    if not quality_ok(jpeg_quality) or jpeg_subsampling not in subs:
         return f"JPEG q{jpeg_quality} {jpeg_subsampling}; the FAN was trained behind {trained}"
     return None
 
@@ -350,6 +388,83 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A connected set of flagged patches (4-neighbour connectivity on the patch grid).
+
+    Attributes:
+        cells: ``(row0, col0, row1, col1)``, inclusive-exclusive bounds on the patch grid.
+        box: ``(x0, y0, x1, y1)``, pixels of the *input* image (before ``scale``), exclusive
+            end: the union of the region's patches. ``(0, 0, 0, 0)`` until :func:`analyze` sets it.
+        patches: Number of flagged patches.
+        mass: Sum of their P(manipulated), in non-overlapping patch areas (:class:`DecisionRule`).
+        mean_p, max_p: Mean and largest P(manipulated) of its patches.
+        dominant_class: The most frequent most-probable manipulation class among its patches.
+        significant: Whether it passes the decision's region rule (mass >= ``region_threshold``).
+    """
+
+    cells: tuple[int, int, int, int]
+    patches: int
+    mass: float
+    mean_p: float
+    max_p: float
+    dominant_class: str
+    significant: bool
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"box": list(self.box), "cells": list(self.cells), "patches": self.patches, "mass": self.mass,
+                "mean_p": self.mean_p, "max_p": self.max_p, "dominant_class": self.dominant_class, "significant": self.significant}
+
+
+def find_regions(p_manipulated: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], decision: DecisionRule,
+                 patch_weight: float = 1.0) -> tuple[Region, ...]:
+    """Connected regions of patches with P(manipulated) >= ``decision.patch_threshold``, heaviest first.
+
+    Args:
+        p_manipulated: float, ny x nx.
+        probabilities: float, ny x nx x C (for each region's dominant class).
+        classes: Class names, logit order (must contain ``"native"``).
+        decision: Thresholds (``patch_threshold``; ``region_threshold`` sets ``significant``).
+        patch_weight: Weight of one grid patch in non-overlapping patch areas,
+            ``(stride / patch_size)^2`` capped at 1.
+
+    Returns:
+        Every region (none left out), sorted by decreasing mass.
+    """
+    pm = np.asarray(p_manipulated, dtype=np.float64)
+    flagged = pm >= decision.patch_threshold
+    ny, nx = flagged.shape
+    label = np.full((ny, nx), -1, np.int64)
+    manip = [k for k, c in enumerate(classes) if c != "native"]
+    regions = []
+    for r0 in range(ny):
+        for c0 in range(nx):
+            if not flagged[r0, c0] or label[r0, c0] >= 0:
+                continue
+            label[r0, c0] = len(regions)
+            stack, cells = [(r0, c0)], []
+            while stack:
+                r, c = stack.pop()
+                cells.append((r, c))
+                for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                    if 0 <= rr < ny and 0 <= cc < nx and flagged[rr, cc] and label[rr, cc] < 0:
+                        label[rr, cc] = len(regions)
+                        stack.append((rr, cc))
+            rows, cols = np.array([rc[0] for rc in cells]), np.array([rc[1] for rc in cells])
+            vals = pm[rows, cols]
+            best = np.array(manip)[np.asarray(probabilities)[rows, cols][:, manip].argmax(axis=1)]
+            dominant = classes[int(np.bincount(best).argmax())]
+            mass = float(vals.sum() * patch_weight)
+            regions.append(Region(
+                cells=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1), patches=len(cells),
+                mass=mass, mean_p=float(vals.mean()), max_p=float(vals.max()), dominant_class=dominant,
+                significant=decision.region_threshold is not None and mass >= decision.region_threshold,
+            ))
+    return tuple(sorted(regions, key=lambda g: -g.mass))
+
+
+@dataclass(frozen=True)
 class Aggregate:
     """Output of :func:`aggregate` (see the module docstring for the formulas).
 
@@ -362,6 +477,7 @@ class Aggregate:
         score: Platt-calibrated ``raw_score``, [0, 1].
         manipulated_fraction: Fraction of patches with ``p_manipulated >= patch_threshold``.
         traces: CONSISTENT or MANIPULATED.
+        regions: :func:`find_regions` (empty for flat N x C logits), heaviest first.
     """
 
     probabilities: np.ndarray
@@ -372,16 +488,25 @@ class Aggregate:
     score: float
     manipulated_fraction: float
     traces: Traces
+    regions: tuple[Region, ...] = ()
 
 
 def aggregate(logits: np.ndarray, native_index: int, calibration: Calibration = Calibration(),
-              decision: DecisionRule = DecisionRule()) -> Aggregate:
+              decision: DecisionRule = DecisionRule(), *, classes: Sequence[str] | None = None,
+              patch_weight: float = 1.0) -> Aggregate:
     """Per-patch probabilities and the image-level decision from per-patch logits.
 
+    MANIPULATED when the calibrated score reaches ``score_threshold`` (global), the flagged
+    fraction reaches ``area_threshold`` (diffuse), or one region's mass reaches
+    ``region_threshold`` (local, :func:`find_regions`).
+
     Args:
-        logits: float32/64, ny x nx x C (or N x C), raw FAN logits, at least one patch.
+        logits: float32/64, ny x nx x C (or N x C: no regions), raw FAN logits, at least one patch.
         native_index: Index of the ``native`` class.
         calibration, decision: See :class:`Calibration`, :class:`DecisionRule`.
+        classes: Class names (for the regions' dominant class); default ``c0, c1, ...`` with
+            ``native`` at ``native_index``.
+        patch_weight: See :func:`find_regions`.
     """
     logits = np.asarray(logits)
     if logits.ndim < 2 or logits.shape[-1] < 2 or logits[..., 0].size == 0:
@@ -391,11 +516,17 @@ def aggregate(logits: np.ndarray, native_index: int, calibration: Calibration = 
     raw = float(pm.mean())
     score = float(calibration.score(raw))
     frac = float((pm >= decision.patch_threshold).mean())
-    manipulated = score >= decision.score_threshold or frac >= decision.area_threshold
+    regions: tuple[Region, ...] = ()
+    if logits.ndim == 3:
+        names = list(classes) if classes is not None else [
+            "native" if k == native_index else f"c{k}" for k in range(logits.shape[-1])]
+        regions = find_regions(pm, p, names, decision, patch_weight)
+    manipulated = (score >= decision.score_threshold or frac >= decision.area_threshold
+                   or any(g.significant for g in regions))
     return Aggregate(
         probabilities=p, p_manipulated=pm, argmax=p.argmax(axis=-1),
         class_probabilities=p.reshape(-1, p.shape[-1]).mean(axis=0), raw_score=raw, score=score,
-        manipulated_fraction=frac, traces=Traces.MANIPULATED if manipulated else Traces.CONSISTENT,
+        manipulated_fraction=frac, traces=Traces.MANIPULATED if manipulated else Traces.CONSISTENT, regions=regions,
     )
 
 
@@ -433,6 +564,8 @@ class ForensicAnalysis:
         out_of_channel: Why the image's encoding lies outside the channel the FAN was
             trained behind (:func:`channel_mismatch`), else ``None``. Outside it the FAN's
             readings are not calibrated evidence either way.
+        regions: Every connected region of flagged patches (:class:`Region`, boxes in input
+            pixels), heaviest first; the significant ones decide a local manipulation.
     """
 
     traces: Traces
@@ -461,6 +594,7 @@ class ForensicAnalysis:
     decision: DecisionRule | None = None
     fan_ms: float = 0.0
     out_of_channel: str | None = None
+    regions: tuple[Region, ...] = ()
 
     @property
     def available(self) -> bool:
@@ -496,7 +630,7 @@ class ForensicAnalysis:
             "raw_score": self.raw_score, "score": self.score, "manipulated_fraction": self.manipulated_fraction,
             "calibration": None if self.calibration is None else self.calibration.to_metadata(),
             "decision": None if self.decision is None else vars(self.decision).copy(), "fan_ms": self.fan_ms,
-            "out_of_channel": self.out_of_channel,
+            "out_of_channel": self.out_of_channel, "regions": [g.to_dict() for g in self.regions],
         }
 
 
@@ -510,14 +644,17 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _jpeg_roundtrip(x: np.ndarray, quality: int) -> np.ndarray:
-    """float32 H x W x 3 in [0,1] -> uint8 -> JPEG (libjpeg, 4:4:4) -> float32 [0,1]."""
+def _jpeg_roundtrip(x: np.ndarray, quality: int, subsampling: str = "444") -> np.ndarray:
+    """float32 H x W x 3 in [0,1] -> uint8 -> JPEG (libjpeg, ``subsampling``) -> float32 [0,1]."""
     import io
 
     from PIL import Image
 
+    from rawproof.imageio import PILLOW_SUBSAMPLING
+
     buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=0)
+    Image.fromarray(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)).save(
+        buf, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.float32) * np.float32(1 / 255)
 
 
@@ -527,6 +664,7 @@ def analyze(
     *,
     scale: float = 1.0,
     jpeg_quality: int | None = None,
+    jpeg_subsampling: str = "444",
     stride: int | None = None,
     providers: Sequence[str] | str | None = None,
     threads: int | None = None,
@@ -541,8 +679,9 @@ def analyze(
         scale: Resize factor applied first with :func:`resize_bilinear` (0.5 = the 2x
             downscale of the trained channel); in (0, 1].
         jpeg_quality: If given, the (resized) image is then rounded to uint8 and sent
-            through libjpeg at this quality (4:4:4), replaying the trained channel's
+            through libjpeg at this quality, replaying the trained channel's
             compression; ``None`` analyses it uncompressed.
+        jpeg_subsampling: Chroma layout of that replay, ``"444"`` or ``"420"``.
         stride: Grid step, analysed pixels; ``None`` = ``patch_size`` (no overlap).
         providers, threads: For :func:`rawproof.runtime.get_session`.
         fan_source: Recorded in the result.
@@ -583,7 +722,7 @@ def analyze(
     if scale != 1:
         x = resize_bilinear(x, ah, aw)
     if jpeg_quality is not None:
-        x = _jpeg_roundtrip(x, int(jpeg_quality))
+        x = _jpeg_roundtrip(x, int(jpeg_quality), jpeg_subsampling)
     chw = np.ascontiguousarray(x.transpose(2, 0, 1))
     del x
     ys, xs = patch_origins(ah, ps, step), patch_origins(aw, ps, step)
@@ -601,14 +740,20 @@ def analyze(
     logits = np.concatenate(out).astype(np.float32).reshape(len(ys), len(xs), -1)
     if logits.shape[-1] != len(fan.classes):
         raise ModelError(f"FAN returned {logits.shape[-1]} logits for {len(fan.classes)} classes", path=fan.path)
-    agg = aggregate(logits, cfg.native_index, cfg.calibration, cfg.decision)
+    agg = aggregate(logits, cfg.native_index, cfg.calibration, cfg.decision, classes=fan.classes,
+                    patch_weight=min(1.0, (step / ps) ** 2))
+    fy, fx = h / ah, w / aw  # analysed -> input pixels
+    regions = tuple(replace(g, box=(
+        int(xs[g.cells[1]] * fx), int(ys[g.cells[0]] * fy),
+        min(w, math.ceil((xs[g.cells[3] - 1] + ps) * fx)), min(h, math.ceil((ys[g.cells[2] - 1] + ps) * fy)),
+    )) for g in agg.regions)
     return ForensicAnalysis(
         traces=agg.traces, provider=session.provider, image_size=(h, w),
         grid_y=_readonly(ys), grid_x=_readonly(xs), logits=_readonly(logits),
         probabilities=_readonly(agg.probabilities), p_manipulated=_readonly(agg.p_manipulated),
         argmax=_readonly(agg.argmax), class_probabilities={c: float(v) for c, v in zip(fan.classes, agg.class_probabilities)},
         raw_score=agg.raw_score, score=agg.score, manipulated_fraction=agg.manipulated_fraction,
-        calibration=cfg.calibration, decision=cfg.decision, fan_ms=(time.perf_counter() - t0) * 1e3, **ident,
+        calibration=cfg.calibration, decision=cfg.decision, fan_ms=(time.perf_counter() - t0) * 1e3, regions=regions, **ident,
     )
 
 
@@ -652,22 +797,26 @@ def _fit_platt(s: np.ndarray, t: np.ndarray, ridge: float = 1e-3) -> tuple[float
 
 
 def fit_decision(logits_native: Sequence[np.ndarray], native_index: int, calibration: Calibration, *,
-                 false_positive_rate: float = 0.05) -> DecisionRule:
+                 false_positive_rate: float = 0.05, patch_weight: float = 1.0) -> DecisionRule:
     """Thresholds for a target false-positive rate on held-out *untouched* images (Neyman-Pearson).
 
-    Three quantiles at ``q = 1 - false_positive_rate / 2`` of values over the native images:
-    the per-patch P(manipulated) of all their patches (``patch_threshold``: a flagged patch
-    is one a native image shows in under ``1 - q`` of its patches), then per image the
-    calibrated score (``score_threshold``) and the flagged-patch fraction
-    (``area_threshold``). Each image rule alone flags at most ``1 - q`` of the native
-    images, so together at most ``false_positive_rate``. Store ``dataclasses.asdict(result)``
-    under the FAN metadata key ``decision``.
+    With ``k`` image rules (3 when the logits are ny x nx x C grids, else 2), quantiles at
+    ``q = 1 - false_positive_rate / k`` of values over the native images: the per-patch
+    P(manipulated) of all their patches (``patch_threshold``: a flagged patch is one a native
+    image shows in under ``1 - q`` of its patches), then per image the calibrated score
+    (``score_threshold``), the flagged-patch fraction (``area_threshold``) and, for grids, the
+    mass of its heaviest region (``region_threshold``, :func:`find_regions`). Each image rule
+    alone flags at most ``1 - q`` of the native images, so together at most
+    ``false_positive_rate``. Store ``dataclasses.asdict(result)`` under the FAN metadata key
+    ``decision``.
 
     Args:
-        logits_native: One float array per native image, ... x C raw FAN logits.
+        logits_native: One float array per native image, ny x nx x C (or N x C: no region
+            rule) raw FAN logits.
         native_index: Index of ``native``.
         calibration: The calibration the thresholds apply to.
         false_positive_rate: Target rate in (0, 1).
+        patch_weight: As in :func:`find_regions` (the grid the logits come from).
 
     Raises:
         ValueError: no images, or a rate outside (0, 1).
@@ -676,17 +825,52 @@ def fit_decision(logits_native: Sequence[np.ndarray], native_index: int, calibra
         raise ValueError("need at least one native image")
     if not 0 < false_positive_rate < 1:
         raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    q = 1 - false_positive_rate / 2
-    pms = [1.0 - softmax(np.asarray(z, dtype=np.float64), calibration.temperature)[..., native_index].ravel() for z in logits_native]
+    grids = [np.asarray(z, dtype=np.float64) for z in logits_native]
+    with_regions = all(z.ndim == 3 for z in grids)
+    q = 1 - false_positive_rate / (3 if with_regions else 2)
+    probs = [softmax(z, calibration.temperature) for z in grids]
+    pms = [1.0 - p[..., native_index] for p in probs]
 
-    def above(values: Sequence[float] | np.ndarray) -> float:
-        # The rules fire at ">=": step just above the quantile, inside (0, 1] as DecisionRule requires.
-        return float(min(1.0, max(1e-6, np.nextafter(np.quantile(values, q), np.inf))))
+    def above(values: Sequence[float] | np.ndarray, cap: float | None = 1.0) -> float:
+        # The rules fire at ">=": step just above the quantile, inside (0, cap].
+        v = max(1e-6, float(np.nextafter(np.quantile(values, q), np.inf)))
+        return v if cap is None else min(cap, v)
 
-    patch_threshold = above(np.concatenate(pms))
+    patch_threshold = above(np.concatenate([pm.ravel() for pm in pms]))
     scores = [float(calibration.score(float(pm.mean()))) for pm in pms]
     fracs = [float((pm >= patch_threshold).mean()) for pm in pms]
-    return DecisionRule(score_threshold=above(scores), patch_threshold=patch_threshold, area_threshold=above(fracs))
+    rule = DecisionRule(score_threshold=above(scores), patch_threshold=patch_threshold, area_threshold=above(fracs))
+    if not with_regions:
+        return rule
+    return fit_region_threshold(grids, native_index, calibration, rule, false_positive_rate=1 - q, patch_weight=patch_weight)
+
+
+def fit_region_threshold(logits_native: Sequence[np.ndarray], native_index: int, calibration: Calibration,
+                         decision: DecisionRule, *, false_positive_rate: float = 0.01, patch_weight: float = 1.0) -> DecisionRule:
+    """``decision`` with ``region_threshold`` set for a target rate on held-out *untouched* images.
+
+    The threshold steps just above the ``1 - false_positive_rate`` quantile of the heaviest
+    region's mass per native image (:func:`find_regions` at ``decision.patch_threshold``), so
+    the region rule alone flags at most that share of them. Use it to add the region rule to
+    a FAN whose other thresholds stay as they are; :func:`fit_decision` calls it too.
+
+    Args:
+        logits_native: One ny x nx x C raw logit grid per native image.
+
+    Raises:
+        ValueError: no images, a grid that is not ny x nx x C, or a rate outside (0, 1).
+    """
+    if not logits_native or any(np.ndim(z) != 3 for z in logits_native):
+        raise ValueError("need at least one ny x nx x C logit grid")
+    if not 0 < false_positive_rate < 1:
+        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+    heaviest = []
+    for z in logits_native:
+        p = softmax(np.asarray(z, dtype=np.float64), calibration.temperature)
+        names = ["native" if k == native_index else f"c{k}" for k in range(p.shape[-1])]
+        heaviest.append(max((g.mass for g in find_regions(1.0 - p[..., native_index], p, names, decision, patch_weight)), default=0.0))
+    threshold = max(1e-6, float(np.nextafter(np.quantile(heaviest, 1 - false_positive_rate), np.inf)))
+    return replace(decision, region_threshold=threshold)
 
 
 def fit_calibration(logits_per_image: Sequence[np.ndarray], labels: Sequence[int], native_index: int = 0) -> Calibration:
@@ -740,12 +924,19 @@ def _cell_index(coords: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarr
 
 
 def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max_side: int = 2048,
-                   cell: int = 16, alpha: float = 0.6) -> Any:
+                   cell: int = 16, alpha: float = 0.6, legend: bool = True, not_evidence: str | None = None) -> Any:
     """Draw the heatmap as a Pillow RGB image.
 
     Each pixel takes the patch whose centre is nearest; it is tinted with the colour of
     that patch's most probable manipulation class (:data:`CLASS_COLOURS`) with opacity
-    ``alpha * P(manipulated)``; native-looking patches stay untinted.
+    ``alpha * P(manipulated)``; native-looking patches stay untinted. Every region
+    (:attr:`ForensicAnalysis.regions`) is outlined: solid white when significant, dotted
+    otherwise. A legend panel under the picture gives the class colours, the opacity scale
+    (P(manipulated) 0 to 1, with the patch threshold marked) and the decision.
+
+    When the analysis is outside the FAN's channels (``fa.out_of_channel``), or ``not_evidence`` is given, the readings are
+    not evidence: the picture is drawn in grey only (no tint, no boxes), crossed out and
+    labelled "NOT EVIDENCE" with the reason, so it cannot be mistaken for a finding.
 
     Args:
         fa: An available analysis.
@@ -753,6 +944,10 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
             aspect ratio): drawn in grey under the tint, at its size capped to
             ``max_side`` on the long edge.
             ``None``: the grid alone, ``cell`` pixels per patch on a mid-grey background.
+        not_evidence: A reason the readings are not evidence (e.g. the origin head says the
+            image is not a rawproof development); ``fa.out_of_channel`` is one by itself.
+        legend: Add the legend panel (:data:`LEGEND_HEIGHT` pixels under the picture, which
+            sits at the top left; the width grows to at least :data:`LEGEND_WIDTH`).
 
     Raises:
         ValueError: the analysis is unavailable or ``image`` does not match it.
@@ -787,18 +982,94 @@ def render_heatmap(fa: ForensicAnalysis, image: np.ndarray | None = None, *, max
         ah, aw = fa.analysed_size
         iy = _cell_index((np.arange(oh) + 0.5) * ah / oh, fa.grid_y, fa.patch_size)
         ix = _cell_index((np.arange(ow) + 0.5) * aw / ow, fa.grid_x, fa.patch_size)
-    wmap = weight[iy][:, ix]
-    out = base * (1 - wmap) + tint[iy][:, ix] * wmap
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+    void = not_evidence or fa.out_of_channel
+    if void:
+        out = base
+    else:
+        wmap = weight[iy][:, ix]
+        out = base * (1 - wmap) + tint[iy][:, ix] * wmap
+    pic = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+    return _annotate(fa, pic, iy, ix, palette, alpha, legend, void)
+
+
+LEGEND_HEIGHT = 88
+"""Height (pixels) of the legend panel under a heatmap."""
+LEGEND_WIDTH = 640
+"""Smallest width (pixels) of a heatmap with its legend."""
+
+
+def _annotate(fa: ForensicAnalysis, pic: Any, iy: np.ndarray, ix: np.ndarray, palette: np.ndarray, alpha: float,
+              legend: bool, void: str | None) -> Any:
+    """Region outlines on ``pic`` and a legend panel under it (see :func:`render_heatmap`)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h = pic.size
+    font = ImageFont.load_default(size=12)
+    draw = ImageDraw.Draw(pic)
+    if void:
+        draw.line([(0, 0), (w - 1, h - 1)], fill=(255, 255, 255), width=3)
+        draw.line([(0, h - 1), (w - 1, 0)], fill=(255, 255, 255), width=3)
+    else:
+        for g in fa.regions:
+            r0, c0, r1, c1 = g.cells
+            # Pixel extent of the cells in the drawn picture (nearest-centre assignment).
+            ys, xs = np.flatnonzero((iy >= r0) & (iy < r1)), np.flatnonzero((ix >= c0) & (ix < c1))
+            if ys.size and xs.size:
+                box = [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])]
+                if g.significant:
+                    draw.rectangle(box, outline=(255, 255, 255), width=2)
+                else:
+                    for x in range(box[0], box[2], 6):
+                        draw.line([(x, box[1]), (min(x + 2, box[2]), box[1])], fill=(255, 255, 255))
+                        draw.line([(x, box[3]), (min(x + 2, box[2]), box[3])], fill=(255, 255, 255))
+                    for y in range(box[1], box[3], 6):
+                        draw.line([(box[0], y), (box[0], min(y + 2, box[3]))], fill=(255, 255, 255))
+                        draw.line([(box[2], y), (box[2], min(y + 2, box[3]))], fill=(255, 255, 255))
+    if not legend:
+        return pic
+    panel_w, panel_h = max(w, LEGEND_WIDTH), LEGEND_HEIGHT
+    panel = Image.new("RGB", (panel_w, panel_h), (24, 24, 24))
+    d = ImageDraw.Draw(panel)
+    if void:
+        d.text((8, 6), "NOT EVIDENCE: the FAN's readings say nothing either way about this image", fill=(255, 80, 80), font=font)
+        d.text((8, 26), void[:100], fill=(230, 230, 230), font=font)
+        d.text((8, 46), f"FAN {fa.fan_name}: P(manipulated) {fa.score:.2f}, not shown", fill=(200, 200, 200), font=font)
+    else:
+        x = 8
+        for k, name in enumerate(fa.classes):
+            if name == "native":
+                continue
+            d.rectangle([x, 8, x + 12, 20], fill=tuple(int(v) for v in palette[k]))
+            d.text((x + 16, 7), name, fill=(230, 230, 230), font=font)
+            x += 24 + int(d.textlength(name, font=font))
+        # Opacity scale: the tint weight alpha * P over mid grey, P from 0 to 1.
+        bar_w = min(256, panel_w - 140)
+        ramp = np.linspace(0, 1, bar_w)
+        grey = np.full((12, bar_w, 3), 128.0)
+        red = np.array(CLASS_COLOURS.get("sharpen", (230, 25, 25)), np.float64)
+        bar = grey * (1 - alpha * ramp[None, :, None]) + red * alpha * ramp[None, :, None]
+        panel.paste(Image.fromarray(bar.astype(np.uint8), "RGB"), (8, 30))
+        d.text((bar_w + 14, 29), "P(manipulated) 0 .. 1", fill=(230, 230, 230), font=font)
+        if fa.decision is not None:
+            t = int(8 + fa.decision.patch_threshold * (bar_w - 1))
+            d.line([(t, 27), (t, 44)], fill=(255, 255, 255), width=1)
+        d.text((8, 50), f"traces {fa.traces.value}; image P(manipulated) {fa.score:.2f}", fill=(230, 230, 230), font=font)
+        d.text((8, 68), "tint: class x P(manipulated); white boxes: flagged regions (solid = significant, dotted = not)",
+               fill=(200, 200, 200), font=font)
+    out = Image.new("RGB", (panel_w, h + panel_h), (24, 24, 24))
+    out.paste(pic, (0, 0))
+    out.paste(panel, (0, h))
+    return out
 
 
 _ROWS = ("top", "middle", "bottom")
 _COLS = ("left", "centre", "right")
 
 
-def describe_regions(fa: ForensicAnalysis, min_share: float = 0.25, limit: int = 4) -> list[str]:
+def describe_regions(fa: ForensicAnalysis, min_share: float = 0.25, limit: int | None = None) -> list[str]:
     """Names (``"top-left"`` ... ``"bottom-right"``) of the 3 x 3 image sections in which at
-    least ``min_share`` of the patch centres are counted as manipulated, most affected first."""
+    least ``min_share`` of the patch centres are counted as manipulated, most affected first
+    (all of them unless ``limit``)."""
     if not fa.available or fa.decision is None:
         return []
     ah, aw = fa.analysed_size
@@ -814,7 +1085,7 @@ def describe_regions(fa: ForensicAnalysis, min_share: float = 0.25, limit: int =
                 if share >= min_share:
                     name = "centre" if (r, c) == (1, 1) else f"{_ROWS[r]}-{_COLS[c]}"
                     shares.append((share, name))
-    return [n for _, n in sorted(shares, key=lambda t: -t[0])[:limit]]
+    return [n for _, n in sorted(shares, key=lambda t: -t[0])][:limit]
 
 
 def measure_robustness(

@@ -239,7 +239,9 @@ class SensorSpec:
                 try:
                     data = read_regular(path, need)  # regular files only, never more than the frame needs
                 except NotRegularFileError as e:
-                    raise RawFormatError(f"{e} (the entry declares {need} bytes)") from e
+                    longer = path.stat().st_size > need
+                    raise RawFormatError(f"file is longer than declared ({path.stat().st_size} bytes, the entry declares {need})"
+                                         if longer else str(e)) from e
                 return RawFrame.from_buffer(data, self.width, self.height, fmt, self.cfa, self.black, self.white,
                                             stride=self.stride, threads=threads, **kw)
             from rawproof.rawio import frame_from_array, read_pgm, read_png16

@@ -34,7 +34,9 @@ from rawproof.forensics import (
     ForensicAnalysis, Traces, analyze, channel_mismatch, describe_regions, fan_config, render_heatmap, unavailable,
 )
 from rawproof.imageio import MAX_PIXELS, DecodedImage, ImageSource, decode_rgb, read_image_bytes
+from rawproof.jpeg_trace import JpegEstimate, estimate_jpeg
 from rawproof.models import ModelInfo, ModelKind
+from rawproof.origin import OriginReading, find_origin_head
 from rawproof.pairs import ModelDirs, find_in_dirs, installed_models, pairing_mismatch
 from rawproof.provenance import (
     SYNTHETIC_SOURCE_TYPES, ManifestStep, PemSource, ProvenanceReport, ProvenanceState, TrustState, check_provenance,
@@ -102,6 +104,10 @@ class Verdict(enum.Enum):
     chain, match distance, what differs). A fingerprint match is not a cryptographic binding of
     these pixels, and a locally edited copy can still match, so it counts as no trusted
     provenance; the traces are in the summary. Exit 2."""
+    NO_RAWPROOF_TRACES = "no_rawproof_traces"
+    """No manifest, and the origin head (:mod:`rawproof.origin`) reads the image as not developed
+    by a rawproof NIP at all (another camera pipeline, an editor's export): the FAN has nothing
+    to say about it, so it is never called manipulated. Exit 2."""
     NO_PROVENANCE_INCONCLUSIVE = "no_provenance_inconclusive"
     """No manifest, and the image was encoded outside the channel the FAN was trained behind
     (``forensics.out_of_channel`` says how), where its readings are not evidence. Exit 2."""
@@ -135,12 +141,17 @@ class VerifyReport:
         image_format, source_mode, frames, jpeg_quality, jpeg_subsampling: From
             :class:`rawproof.imageio.DecodedImage`.
         width, height: Decoded size, pixels.
+        jpeg_estimate: For a file that is not a JPEG or WebP (e.g. a JPEG re-saved as PNG), the
+            last JPEG compression read from its pixels (:func:`rawproof.jpeg_trace.estimate_jpeg`:
+            quality, grid offset), when a FAN ran and its channel check needed it; else ``None``.
         timings_ms: ``provenance``, ``decode``, ``forensics``, ``fingerprint`` (only with a
             fingerprint), ``total`` (wall, ms).
         preview: uint8, at most :data:`PREVIEW_SIDE` px on the long edge x 3, a downsized
             copy of the image for :func:`save_heatmap`; ``None`` with ``heatmap=False``.
         recovery: The manifest recovered through the soft binding when ``verify(..., repo=)``
             was given and the image had no valid manifest (:class:`rawproof.recover.Recovery`),
+        origin: The origin head's reading (:class:`rawproof.origin.OriginReading`) when the
+            FAN has a head and read the image inside its channels without a trusted manifest,
             else ``None``.
         device: Sensor-fingerprint test (:func:`rawproof.fingerprint.match`: PCE, threshold,
             decision) when ``verify(..., fingerprint=)`` was given, else ``None``. It does not
@@ -160,10 +171,12 @@ class VerifyReport:
     height: int
     jpeg_quality: int | None = None
     jpeg_subsampling: str | None = None
+    jpeg_estimate: JpegEstimate | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: DeviceMatch | None = None
     recovery: Recovery | None = None
+    origin: OriginReading | None = None
 
     @property
     def exit_code(self) -> int:
@@ -180,12 +193,16 @@ class VerifyReport:
             "capture": None if self.capture is None else json.loads(json.dumps(self.capture, default=str)),
             "image": {"format": self.image_format, "mode": self.source_mode, "frames": self.frames,
                       "width": self.width, "height": self.height, "jpeg_quality": self.jpeg_quality,
-                      "jpeg_subsampling": self.jpeg_subsampling},
+                      "jpeg_subsampling": self.jpeg_subsampling,
+                      "jpeg_estimate": None if self.jpeg_estimate is None else {
+                          "quality": self.jpeg_estimate.quality, "offset": list(self.jpeg_estimate.offset),
+                          "strength": self.jpeg_estimate.strength}},
             "scale_mode": self.scale_mode,
             "forensics": self.forensics.to_dict(),
             "timings_ms": dict(self.timings_ms),
             "device": None if self.device is None else self.device.to_dict(),
             "recovery": None if self.recovery is None else self.recovery.to_dict(),
+            "origin": None if self.origin is None else self.origin.to_dict(),
         }
 
 
@@ -243,10 +260,17 @@ def _traces_phrase(fa: ForensicAnalysis) -> str:
     if fa.traces is Traces.CONSISTENT:
         return f"traces consistent with an unedited capture (P(manipulated) {fa.score:.2f} over {fa.argmax.size} patches)"
     fractions = fa.class_fractions()
+    local = [g for g in fa.regions if g.significant]
+    where = ""
+    if local:
+        boxes = "; ".join(f"{_CLASS_WORDS.get(g.dominant_class, g.dominant_class)} at x {g.box[0]}-{g.box[2]}, "
+                          f"y {g.box[1]}-{g.box[3]} (mass {g.mass:.1f})" for g in local)
+        where = f" ({len(local)} significant region{'s' if len(local) > 1 else ''}: {boxes})"
+    else:
+        sections = describe_regions(fa)
+        where = f" (regions: {', '.join(sections)})" if sections else ""
     if fractions:
         what = ", ".join(f"{_CLASS_WORDS.get(c, c)} in {f:.0%}" for c, f in list(fractions.items())[:2])
-        regions = describe_regions(fa)
-        where = f" (regions: {', '.join(regions)})" if regions else ""
         return f"traces of {what} of the image{where}; P(manipulated) {fa.score:.2f}"
     top = max((c for c in fa.classes if c != "native"), key=lambda c: fa.class_probabilities[c])
     return f"traces of {_CLASS_WORDS.get(top, top)} spread over the image; P(manipulated) {fa.score:.2f}"
@@ -260,8 +284,12 @@ def _step_phrase(step: ManifestStep) -> str:
     return f"{acts} by {step.signer_subject} ({step.trust.value}{when})"
 
 
-def _decide(prov: ProvenanceReport, fa: ForensicAnalysis, recovery: Recovery | None = None) -> tuple[Verdict, str]:
+def _decide(prov: ProvenanceReport, fa: ForensicAnalysis, recovery: Recovery | None = None,
+            origin: OriginReading | None = None) -> tuple[Verdict, str]:
     traces = _traces_phrase(fa)
+    if origin is not None and origin.foreign:
+        traces = (f"no rawproof traces: not developed by the FAN's NIP, it seems (P(foreign) {origin.p_foreign:.2f} "
+                  f">= {origin.threshold:.2f}); the FAN's reading says nothing about such an image")
     st = prov.state
     if recovery is not None and st is ProvenanceState.INVALID:
         # The embedded manifest proves the pixels changed after signing; the recovered original says from what.
@@ -274,6 +302,8 @@ def _decide(prov: ProvenanceReport, fa: ForensicAnalysis, recovery: Recovery | N
                    Traces.UNAVAILABLE: Verdict.NO_PROVENANCE_UNANALYZED}[fa.traces]
         if fa.available and fa.out_of_channel:
             verdict = Verdict.NO_PROVENANCE_INCONCLUSIVE
+        elif origin is not None and origin.foreign:
+            verdict = Verdict.NO_RAWPROOF_TRACES
         found = f"; an untrusted manifest was recovered ({recovery.describe()})" if recovery is not None else ""
         return verdict, f"no provenance (no C2PA manifest{found}); {traces}"
     if st is ProvenanceState.UNAVAILABLE:
@@ -375,7 +405,7 @@ def verify(
             otherwise the analysis is unavailable with the reason (``traces not read
             (inconclusive): ...``), never a manipulation finding.
         models_dir: Folder(s) of exported model pairs searched before the shipped models.
-        stride: Patch grid step in analysed pixels; ``None``: patch size / 2.
+        stride: Patch grid step in analysed pixels; ``None``: the FAN's patch size (no overlap).
         scale: ``"auto"``: a camera original (capture assertion present and the
             hard binding intact, or the recorded developed size equal to the image's) is
             downscaled by the FAN's ``trained_channel["downscale"]`` before analysis;
@@ -436,6 +466,8 @@ def verify(
     capture = origin.capture if origin is not None else prov.capture
     info, source, note = _resolve_fan(fan, capture, models_dir)
     size = (decoded.height, decoded.width)
+    jpeg_estimate = None
+    origin = None
     mismatch = None if info is None else pairing_mismatch(info, (capture or {}).get("nip") if isinstance(capture, Mapping) else None)
     if info is None or mismatch:
         why = mismatch or note or "no FAN model installed"
@@ -453,14 +485,21 @@ def verify(
             factor, scale_mode, replay_q = 1.0, "none", None
         else:
             factor, scale_mode, replay_q = float(scale), "explicit", None
-        fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, stride=stride, providers=providers, threads=threads, fan_source=source)
+        replay_sub = str(trained.get("nominal_subsampling", "444")) if scale == "auto" else "444"
+        fa = analyze(decoded.rgb, info, scale=factor, jpeg_quality=replay_q, jpeg_subsampling=replay_sub, stride=stride, providers=providers, threads=threads, fan_source=source)
         if note:
             fa = replace(fa, reason=note)
         if scale_mode != "camera-original" and fa.available:
             # A camera original is replayed through the trained channel; anything else arrives
             # through whatever channel it went through, which the file's encoding partly tells.
-            why = channel_mismatch(fan_config(info).trained_channel, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling)
+            trained = fan_config(info).trained_channel
+            if trained.get("jpeg_quality") is not None and decoded.format not in ("JPEG", "MPO", "WEBP") and min(size) >= 16:
+                # The header may lie (a JPEG re-saved as PNG): read the last JPEG from the pixels.
+                jpeg_estimate = estimate_jpeg(decoded.rgb)
+            why = channel_mismatch(trained, decoded.format, decoded.jpeg_quality, decoded.jpeg_subsampling, jpeg_estimate)
             fa = replace(fa, out_of_channel=why)
+            head = find_origin_head(info) if why is None and prov.state is not ProvenanceState.VALID else None
+            origin = None if head is None else head.read(fa.logits)
     t3 = time.perf_counter()
     device = None if fp is None else match(decoded.rgb, fp)
     t4 = time.perf_counter()
@@ -470,20 +509,19 @@ def verify(
 
         recovery = recover(decoded, repo, trust_anchors=trust_anchors, device_anchors=device_anchors, tsa_anchors=tsa_anchors)
     t5 = time.perf_counter()
-    verdict, summary = _decide(prov, fa, recovery)
+    verdict, summary = _decide(prov, fa, recovery, origin)
     if not heatmap:
         fa = _strip_grid(fa)
     return VerifyReport(
         verdict=verdict, summary=summary, provenance=prov, capture=capture, forensics=fa, scale_mode=scale_mode,
         image_format=decoded.format, source_mode=decoded.source_mode, frames=decoded.frames,
         width=decoded.width, height=decoded.height, jpeg_quality=decoded.jpeg_quality, jpeg_subsampling=decoded.jpeg_subsampling,
-        timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
+        jpeg_estimate=jpeg_estimate, timings_ms={"provenance": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "forensics": (t3 - t2) * 1e3,
                     **({"fingerprint": (t4 - t3) * 1e3} if device is not None else {}),
                     **({"recovery": (t5 - t4) * 1e3} if repo is not None else {}),
                     "total": (time.perf_counter() - t0) * 1e3},
         preview=_preview(decoded.rgb) if heatmap else None,
-        device=device,
-        recovery=recovery,
+        device=device, recovery=recovery, origin=origin,
     )
 
 
@@ -520,7 +558,9 @@ def save_heatmap(report: VerifyReport, path: str | os.PathLike[str], image: np.n
         raise VerificationError("no heatmap: the report was made with heatmap=False")
     base = image if image is not None else report.preview
     p = Path(path)
-    render_heatmap(fa, base).save(p, "PNG")
+    foreign = report.origin is not None and report.origin.foreign
+    why = f"no rawproof traces (origin head P(foreign) {report.origin.p_foreign:.2f})" if foreign and report.origin else None
+    render_heatmap(fa, base, not_evidence=why).save(p, "PNG")
     return p
 
 
@@ -626,13 +666,22 @@ def format_report(report: VerifyReport, name: str) -> str:
         lines.append(f"  capture: {cam.get('make', '')} {cam.get('model', '')}, device {report.capture.get('device_id')}, "
                      f"{report.capture.get('capture_time')}")
     if fa.available:
-        ny, nx = fa.p_manipulated.shape if fa.p_manipulated.size else (0, 0)
+        ny, nx = fa.grid_y.size, fa.grid_x.size  # the grids survive heatmap=False; the per-patch maps do not
         top = ", ".join(f"{c} {v:.2f}" for c, v in sorted(fa.class_probabilities.items(), key=lambda kv: -kv[1]))
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}, {fa.provider}), {report.scale_mode} at scale {fa.scale:g}, "
                      f"{ny}x{nx} patches of {fa.patch_size} px stride {fa.stride}, {fa.fan_ms:.0f} ms")
         lines.append(f"  classes: {top}")
+        if report.origin is not None:
+            o = report.origin
+            lines.append(f"  origin: {o.head} P(foreign) {o.p_foreign:.2f} (threshold {o.threshold:.2f}): "
+                         + ("no rawproof traces" if o.foreign else "consistent with a rawproof development"))
         if fa.out_of_channel:
             lines.append(f"  outside the FAN's trained channel: {fa.out_of_channel}")
+        elif fa.regions:
+            lines.append(f"  regions of flagged patches: {len(fa.regions)} (box x0,y0-x1,y1 in pixels; significant ones decide)")
+            for g in fa.regions:
+                lines.append(f"    {'SIGNIFICANT ' if g.significant else ''}{g.box[0]},{g.box[1]}-{g.box[2]},{g.box[3]}: "
+                             f"{g.patches} patches, mass {g.mass:.2f}, mean P {g.mean_p:.2f}, {g.dominant_class}")
     elif fa.fan_name:
         lines.append(f"  forensics: FAN {fa.fan_name} ({fa.fan_source}) not run: {fa.reason}")
     if report.recovery is not None:
@@ -692,7 +741,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--heatmap", metavar="OUT_PNG", help="write the forensic heatmap overlay as PNG")
     p.add_argument("--fan", metavar="MODEL", help="FAN .onnx (with its .json) or model name; default: the FAN the manifest names (see docs)")
     p.add_argument("--models", metavar="DIR", action="append", help="folder of exported model pairs, searched before the shipped models")
-    p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default patch/2)")
+    p.add_argument("--stride", type=int, metavar="N", help="patch grid step in analysed pixels (default: the FAN's patch size, no overlap; smaller = finer map, slower)")
     p.add_argument("--scale", type=_parse_scale, default="auto", help="auto (default), none, or a factor in (0, 1]")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: best available)")
     p.add_argument("--fingerprint", metavar="DEVICE_FP", help="sensor fingerprint from `rawproof enroll`: report whether the image matches it")

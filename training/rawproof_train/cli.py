@@ -18,6 +18,8 @@ _COMMAND_MODULES: list[str] = [
     "rawproof_train.evaluate",
     "rawproof_train.report",
     "rawproof_train.forensic_eval",
+    "rawproof_train.origin",
+    "rawproof_train.image_eval",
     "rawproof_train.prnu_experiment",
     "rawproof_train.jpeg_report",
     "rawproof_train.onnx_import",
