@@ -132,6 +132,15 @@ def test_inconclusive_reading_is_marked_not_evidence() -> None:
     assert page["chain"] == []
 
 
+def test_an_image_from_another_pipeline_is_not_evidence() -> None:
+    fa = {"traces": "manipulated", "classes": ["native", "sharpen"], "class_fractions": {"sharpen": 0.8}, "score": 0.9}
+    page = explain({"verdict": "no_rawproof_traces", "provenance": {"state": "no_manifest"}, "forensics": fa,
+                    "origin": {"head": "origin_x", "p_foreign": 0.93, "threshold": 0.5, "foreign": True}})
+    assert page["headline"] == "No Content Credentials; not from a rawproof imaging pipeline"
+    assert "not a finding of manipulation" in page["because"][0]
+    assert page["forensics"]["status"] == "not-evidence" and "P = 0.93" in page["forensics"]["note"]
+
+
 # ---- the API ----------------------------------------------------------------------------------
 
 

@@ -72,6 +72,10 @@ _VERDICT_WORDS: Mapping[str, tuple[str, str, str]] = {
                   "matches this picture by its soft binding (a fingerprint of the pixels). A match is not a "
                   "cryptographic proof: a slightly edited copy can match too, so read the differences and the forensic "
                   "reading below."),
+    "no_rawproof_traces": ("neutral", "No Content Credentials; not from a rawproof imaging pipeline",
+                           "The file carries no Content Credentials, so nothing says who made it. The network reads "
+                           "it as coming from another camera or editing pipeline, which it was not trained on, so "
+                           "it can say nothing about edits: this is not a finding of manipulation."),
     "no_provenance_inconclusive": ("neutral", "No Content Credentials; the forensic reading is inconclusive",
                                    "The file carries no Content Credentials, so nothing says who made it. Its encoding "
                                    "({why}) lies outside what the forensic network was trained on, so the network's "
@@ -235,7 +239,7 @@ def _recovery(rec: Mapping[str, Any]) -> dict[str, Any]:
     return {"trusted": bool(rec.get("trusted")), "facts": facts}
 
 
-def _forensics(fa: Mapping[str, Any], regions: Sequence[str]) -> dict[str, Any]:
+def _forensics(fa: Mapping[str, Any], regions: Sequence[str], origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
     classes = [str(c) for c in fa.get("classes") or []]
     legend = [{"name": c, "words": _words(c), "colour": _hex(_class_colour(c, k))}
               for k, c in enumerate(classes) if c != "native"]
@@ -245,6 +249,12 @@ def _forensics(fa: Mapping[str, Any], regions: Sequence[str]) -> dict[str, Any]:
     base = {"score": fa.get("score"), "classes": shares, "legend": legend, "regions": list(regions)}
     if fa.get("traces") == "unavailable":
         return {**base, "status": "unavailable", "headline": "Not analysed", "note": str(fa.get("reason") or "")}
+    if isinstance(origin, Mapping) and origin.get("foreign"):
+        p = origin.get("p_foreign")
+        return {**base, "status": "not-evidence", "headline": "Not from a rawproof pipeline: not evidence",
+                "note": "The network reads this image as coming from another camera or editing pipeline"
+                        + (f" (P = {p:.2f})" if isinstance(p, (int, float)) else "")
+                        + ". The map below shows what the network computed; it does not show edits."}
     if fa.get("out_of_channel"):
         return {**base, "status": "not-evidence", "headline": "Inconclusive: not evidence",
                 "note": f"This file's encoding ({fa['out_of_channel']}) lies outside the channel the forensic network "
@@ -275,7 +285,7 @@ def explain(report: Mapping[str, Any], regions: Sequence[str] = ()) -> dict[str,
     """
     verdict = str(report.get("verdict", ""))
     prov = report.get("provenance") or {}
-    forensics = _forensics(report.get("forensics") or {}, regions)
+    forensics = _forensics(report.get("forensics") or {}, regions, report.get("origin"))
     fill = {"signer": prov.get("signer_subject") or "an unnamed signer",
             "why": ", ".join(prov.get("status_codes") or []) or prov.get("error")
             or (report.get("forensics") or {}).get("out_of_channel") or (report.get("forensics") or {}).get("reason")
