@@ -277,10 +277,11 @@ def test_manipulated_share(page, env) -> None:
     assert page.inner_text("#forensics-headline") == "Traces of manipulation"
     assert "left" in page.inner_text("#flagged")  # the left half was blurred
     assert "left" in page.get_attribute("#heatmap", "alt")
+    assert page.is_visible("#heatmap") and not page.is_visible("#photo")
     page.uncheck("#heat-toggle")
     assert not page.is_visible("#heatmap") and page.is_visible("#photo")
     page.check("#heat-toggle")
-    assert page.is_visible("#heatmap")
+    assert page.is_visible("#heatmap") and not page.is_visible("#photo")
     _shot(page, "manipulated_share")
 
 
@@ -310,6 +311,7 @@ def test_outside_the_trained_channel_is_marked_not_evidence(browser, env) -> Non
         assert page.is_visible("#evidence-badge") and page.inner_text("#evidence-badge").lower() == "not evidence"
         assert "Inconclusive" in page.inner_text("#forensics-headline")
         assert "not evidence" in page.get_attribute("#heatmap", "alt") and "not evidence" in page.inner_text("#flagged-title")
+        assert "does not show edits" in page.inner_text("#heat-caption")
         _shot(page, "inconclusive")
         context.close()
 

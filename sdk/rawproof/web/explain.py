@@ -254,11 +254,11 @@ def _forensics(fa: Mapping[str, Any], regions: Sequence[str], origin: Mapping[st
         return {**base, "status": "not-evidence", "headline": "Not from a rawproof pipeline: not evidence",
                 "note": "The network reads this image as coming from another camera or editing pipeline"
                         + (f" (P = {p:.2f})" if isinstance(p, (int, float)) else "")
-                        + ". The map below shows what the network computed; it does not show edits."}
+                        + ". The heatmap below is crossed out: it does not show edits."}
     if fa.get("out_of_channel"):
         return {**base, "status": "not-evidence", "headline": "Inconclusive: not evidence",
                 "note": f"This file's encoding ({fa['out_of_channel']}) lies outside the channel the forensic network "
-                        "was trained behind. The map below shows what the network computed; it does not show edits."}
+                        "was trained behind. The heatmap below is crossed out: it does not show edits."}
     if fa.get("traces") == "manipulated":
         what = ", ".join(f"{d['words']} in {d['share']:.0%} of the image" for d in shares[:2]) or "traces of manipulation"
         where = f" Most affected: {', '.join(regions)}." if regions else ""

@@ -64,6 +64,10 @@
     $("photo").src = photoUrl;
     $("photo").alt = "The checked image.";
     $("heatmap").src = heatmap;
+    $("heat-caption").textContent = f.status === "not-evidence"
+      ? "The network's map is crossed out and labelled: outside what it was trained on, it does not show edits."
+      : "Tinted areas are patches where the network sees a manipulation; the stronger the tint, the higher its "
+        + "probability. Grey areas look unedited.";
     const where = f.regions.length ? ` Most affected: ${f.regions.join(", ")}.` : " No region stands out.";
     $("heatmap").alt = "Forensic heatmap over a grey copy of the image: tinted patches are where the network sees a "
       + "manipulation." + where + (f.status === "not-evidence" ? " This reading is not evidence." : "");
