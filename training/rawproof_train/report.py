@@ -171,6 +171,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path, *, data: str | Pat
               "| run | regime | NIP | λ | steps | batch | patch | lr | NIP lr | channel | final val PSNR [dB] | final val acc |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
+        if not r["config"]:  # evaluated only (e.g. a shipped .onnx pair): nothing trained here
+            continue
         c, last = r["config"], (r["log"][-1] if r["log"] else {})
         lam = f"{c.get('lam'):g}" if c.get("regime") == "joint" else "—"
         acc = f"{100 * last['val_accuracy']:.1f}%" if "val_accuracy" in last else "—"
