@@ -9,13 +9,17 @@ The forensic part uses the toy FAN of ``_toy_fan`` (a blur detector, 32 px patch
 channel: 2x downscale). Camera originals are 2x nearest-neighbour upscales of noise, so the
 2x box downscale verify applies to a camera original gives back the noise the toy FAN knows;
 the "platform" copies are that noise itself (what a 2x downscale of the original gives), with
-the metadata dropped.
+the metadata dropped. Two cases need more than the default server: ``outside_channel`` reads
+inconclusive under :func:`jpeg_channel_fan`, ``foreign_share`` reads "no rawproof traces"
+under :func:`origin_head_fan` (a test origin head).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,8 @@ from PIL import Image
 from _toy_fan import _keep, blur, build_toy_fan, noise_image, toy_fan_path
 from rawproof.keygen import TestPki, generate_test_pki
 from rawproof.models import ModelInfo, file_sha256, load_model_info
-from rawproof.provenance import CAPTURE_ASSERTION_LABEL, CaptureInfo, ModelRef, Signer, sign_image
+from rawproof.origin import head_path
+from rawproof.provenance import CAPTURE_ASSERTION_LABEL, CaptureInfo, ModelRef, Signer, build_manifest, sign_image
 
 AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
@@ -92,6 +97,23 @@ def _builder_sign(pki: TestPki, manifest: dict[str, Any], image: bytes, parent: 
         return out.getvalue()
 
 
+def remote_manifest(pki: TestPki, cap: CaptureInfo, image: bytes, url: str) -> bytes:
+    """``image`` (PNG) signed as a capture whose manifest is kept at ``url``, not in the file
+    (c2pa's ``set_no_embed`` / ``set_remote_url``: the file carries only the reference)."""
+    with Signer.from_files(pki.device_chain, pki.device_key, alg="es256") as signer, \
+            c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}}) as ctx, \
+            c2pa.Builder(build_manifest(cap), ctx) as builder:
+        builder.set_no_embed()
+        builder.set_remote_url(url)
+        out = io.BytesIO()
+        builder.sign(signer._handle, "image/png", io.BytesIO(image), out)
+        return out.getvalue()
+
+
+REMOTE_URL = "http://127.0.0.1:9/manifests/capture.c2pa"
+"""Where the remote-manifest case points: a closed port, never fetched (validation is offline)."""
+
+
 def edit_of(parent: bytes, pki: TestPki, image: bytes) -> bytes:
     """An editor's manifest over ``image``: cropped and colour-adjusted from ``parent``."""
     manifest = {"claim_generator_info": [{"name": "photo-desk", "version": "2.1"}], "title": "edited.png",
@@ -117,6 +139,33 @@ def jpeg_channel_fan() -> ModelInfo:
     _keep.append(tmp)
     path = build_toy_fan(Path(tmp.name), name="toy_fan_q50", metadata={"trained_channel": {"downscale": 2, "jpeg_quality": 50}})
     return load_model_info(path)
+
+
+@functools.lru_cache(maxsize=None)
+def origin_head_fan() -> ModelInfo:
+    """A copy of the toy FAN with an origin head beside it (``origin_toy_fan.json``), in a folder
+    of its own removed at exit (the shared toy FAN stays without one).
+
+    The head is a fixture, not a result: the toy FAN knows only noise and blurred noise, so no
+    head can be trained for it (``train-origin`` needs other pipelines' developments). It is a
+    hand-set logistic regression in the stored form, P(foreign) = sigmoid(20 mean_P(gaussian)
+    - 10), threshold 0.5: an image the FAN reads as unlike its NIP's untouched output over most
+    patches reads "foreign", as a trained head reads another pipeline's image (docs/results/
+    image_eval.md measures the real one). The tests that use it check what verify and the page
+    do with a foreign reading, not whether the reading is right.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="rawproof-toy-fan-origin-")
+    _keep.append(tmp)
+    for suffix in (".onnx", ".json"):
+        shutil.copy(toy_fan_path().with_suffix(suffix), Path(tmp.name) / f"toy_fan{suffix}")
+    fan = load_model_info(Path(tmp.name) / "toy_fan.onnx")
+    n = 3 * len(fan.classes) + 6  # origin_features: per class mean, std, argmax share; 3 deciles; 3 more
+    weights = [0.0] * n
+    weights[fan.classes.index("gaussian")] = 20.0  # the first len(classes) features are the mean P per class
+    head_path(fan).write_text(json.dumps({
+        "name": f"origin_{fan.name}", "fan_name": fan.name, "classes": list(fan.classes), "mean": [0.0] * n,
+        "scale": [1.0] * n, "weights": weights, "bias": -10.0, "threshold": 0.5, "kind": "origin-head (test fixture)"}))
+    return fan
 
 
 @dataclass(frozen=True)
@@ -196,6 +245,9 @@ def build_cases(tmp: Path) -> tuple[dict[str, Case], Anchors]:
         Case("manipulated_share", png(edited), "shared_edited.png", "no_provenance_manipulated"),
         Case("too_small", png(noise[:20, :20]), "thumbnail.png", "no_provenance_unanalyzed"),
         Case("outside_channel", jpeg(edited, 90), "shared_q90.jpg", "no_provenance_inconclusive"),
+        Case("remote_manifest", remote_manifest(pki, cap, png(noise), REMOTE_URL), "remote.png", "manifest_unavailable"),
+        # under origin_head_fan() (with the default toy FAN the same bytes read no_provenance_manipulated)
+        Case("foreign_share", png(blur(noise)), "other_camera.png", "no_rawproof_traces"),
         Case("hostile", jpeg(noise)[:900], "hostile.jpg", None),
     ]
     return {c.name: c for c in cases}, Anchors(pki.root_cert.read_bytes(), editor.root_cert.read_bytes())

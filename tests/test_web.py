@@ -167,7 +167,7 @@ def test_page_is_self_contained_and_locked_down(server) -> None:
 
 @pytest.mark.parametrize("name", ["signed_original", "edited_chain", "generated", "capture_by_a_non_device",
                                   "manipulated_before_signing", "tampered_signed_copy", "other_pipeline",
-                                  "stripped_copy", "manipulated_share", "too_small"])
+                                  "stripped_copy", "manipulated_share", "too_small", "remote_manifest"])
 def test_verdicts_match_verify_in_process(server, env, name: str) -> None:
     srv, token, _ = server
     cases, root = env

@@ -117,6 +117,15 @@ def _heatmap_shown(page) -> bool:
     return page.is_visible("#heat-block") and page.evaluate("document.getElementById('heatmap').naturalWidth") > 0
 
 
+_TINT = """() => {  // mean max(R,G,B) - min(R,G,B) over the top-left 40 x 40 px of the heatmap's picture (0: grey)
+  const img = document.getElementById('heatmap'), c = document.createElement('canvas'); c.width = c.height = 40;
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0, 40, 40, 0, 0, 40, 40);
+  const d = ctx.getImageData(0, 0, 40, 40).data; let sum = 0;
+  for (let i = 0; i < d.length; i += 4) sum += Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]);
+  return sum / (d.length / 4);
+}"""
+
+
 def test_signed_original_reads_authentic(page, env) -> None:
     cases, root = env
     case = cases["signed_original"]
@@ -277,6 +286,7 @@ def test_manipulated_share(page, env) -> None:
     assert page.inner_text("#forensics-headline") == "Traces of manipulation"
     assert "left" in page.inner_text("#flagged")  # the left half was blurred
     assert "left" in page.get_attribute("#heatmap", "alt")
+    assert page.evaluate(_TINT) > 20  # the blurred left half is tinted
     assert page.is_visible("#heatmap") and not page.is_visible("#photo")
     page.uncheck("#heat-toggle")
     assert not page.is_visible("#heatmap") and page.is_visible("#photo")
@@ -313,6 +323,58 @@ def test_outside_the_trained_channel_is_marked_not_evidence(browser, env) -> Non
         assert "not evidence" in page.get_attribute("#heatmap", "alt") and "not evidence" in page.inner_text("#flagged-title")
         assert "does not show edits" in page.inner_text("#heat-caption")
         _shot(page, "inconclusive")
+        context.close()
+
+
+def test_remote_manifest_reads_unavailable(page, env) -> None:
+    from _web_cases import REMOTE_URL
+
+    cases, root = env
+    case = cases["remote_manifest"]
+    _pick(page, case)
+    report = _check_result(page, case, root)
+    assert report["provenance"]["remote_url"] == REMOTE_URL
+    assert page.inner_text("#verdict-headline") == "Content Credentials stored elsewhere, not checked"
+    assert "tone-neutral" in page.get_attribute("#verdict", "class")
+    assert "Nothing is concluded either way" in page.inner_text("#because")
+    step = page.inner_text("#chain")
+    assert "stored elsewhere, not fetched" in step and "Stored at" in step and REMOTE_URL in step
+    # the pixels are the toy FAN's own noise: its reading stands, as evidence
+    assert page.inner_text("#forensics-headline") == "No traces of manipulation found"
+    assert not page.is_visible("#evidence-badge")
+    _shot(page, "manifest_unavailable")
+
+
+def test_image_from_another_pipeline_without_a_manifest(browser, env) -> None:
+    from _web_cases import origin_head_fan
+
+    cases, root = env
+    case = cases["foreign_share"]
+    fan = origin_head_fan()
+    # without the origin head the same bytes read as manipulated; with it, never
+    assert verify(case.data, **root.kwargs).verdict.value == "no_provenance_manipulated"
+    ref = verify(case.data, **root.kwargs, fan=fan)
+    assert ref.verdict.value == case.verdict and ref.origin is not None and ref.origin.foreign
+    with _server(root, fan=fan) as srv:
+        context = browser.new_context(viewport={"width": 900, "height": 900})
+        page = context.new_page()
+        page.goto(srv.url)
+        _pick(page, case)
+        assert _wait_answer(page) == "result"
+        assert page.get_attribute("#verdict", "data-verdict") == case.verdict
+        report = json.loads(page.text_content("#json"))
+        assert report["verdict"] == case.verdict and report["origin"] == ref.origin.to_dict()
+        assert page.inner_text("#verdict-headline") == "No Content Credentials; not from a rawproof imaging pipeline"
+        assert "tone-neutral" in page.get_attribute("#verdict", "class")
+        assert "not a finding of manipulation" in page.inner_text("#because")
+        assert page.is_visible("#chain-empty") and page.locator("#chain > li").count() == 0
+        assert page.is_visible("#evidence-badge") and page.inner_text("#evidence-badge").lower() == "not evidence"
+        assert page.inner_text("#forensics-headline") == "Not from a rawproof pipeline: not evidence"
+        assert f"P = {ref.origin.p_foreign:.2f}" in page.inner_text("#forensics-note")
+        assert "not evidence" in page.get_attribute("#heatmap", "alt") and "not evidence" in page.inner_text("#flagged-title")
+        assert "does not show edits" in page.inner_text("#heat-caption")
+        assert page.evaluate(_TINT) < 3  # drawn in grey and crossed out, not tinted as a finding
+        _shot(page, "no_rawproof_traces")
         context.close()
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from rawproof.recover import Recovery
     from rawproof.repo.client import RepoClient
 
-__all__ = ["Verdict", "VerifyReport", "verify", "save_heatmap", "bench_verify", "register", "PREVIEW_SIDE"]
+__all__ = ["Verdict", "VerifyReport", "verify", "save_heatmap", "not_evidence_reason", "bench_verify", "register", "PREVIEW_SIDE"]
 
 PREVIEW_SIDE = 1024
 """Long edge (pixels) of the preview kept in a report for :func:`save_heatmap`."""
@@ -558,10 +558,17 @@ def save_heatmap(report: VerifyReport, path: str | os.PathLike[str], image: np.n
         raise VerificationError("no heatmap: the report was made with heatmap=False")
     base = image if image is not None else report.preview
     p = Path(path)
-    foreign = report.origin is not None and report.origin.foreign
-    why = f"no rawproof traces (origin head P(foreign) {report.origin.p_foreign:.2f})" if foreign and report.origin else None
-    render_heatmap(fa, base, not_evidence=why).save(p, "PNG")
+    render_heatmap(fa, base, not_evidence=not_evidence_reason(report)).save(p, "PNG")
     return p
+
+
+def not_evidence_reason(report: VerifyReport) -> str | None:
+    """Why the report's FAN readings are not evidence, for :func:`rawproof.forensics.render_heatmap`'s
+    ``not_evidence`` (the origin head reads the image as another pipeline's), else ``None``; an analysis
+    outside the FAN's channel is marked by the renderer itself (``forensics.out_of_channel``)."""
+    if report.origin is not None and report.origin.foreign:
+        return f"no rawproof traces (origin head P(foreign) {report.origin.p_foreign:.2f})"
+    return None
 
 
 def bench_verify(width: int = 4000, height: int = 3000, *, fan: str | os.PathLike[str] | ModelInfo | None = None,

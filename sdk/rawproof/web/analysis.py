@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rawproof.forensics import describe_regions, render_heatmap
-from rawproof.verify import verify
+from rawproof.verify import not_evidence_reason, verify
 from rawproof.web.explain import explain
 
 __all__ = ["analyse_upload", "HEATMAP_SIDE"]
@@ -26,7 +26,8 @@ def analyse_upload(data: bytes, verify_kwargs: Mapping[str, Any]) -> dict[str, A
     Returns:
         ``{"report": VerifyReport.to_dict(), "page": explain(...), "heatmap_jpeg": bytes | None,
         "verify_ms": float}``: ``heatmap_jpeg`` is the forensic heatmap drawn over a grey copy
-        of the image (:func:`rawproof.forensics.render_heatmap`, at most
+        of the image (:func:`rawproof.forensics.render_heatmap`, crossed out where the readings are
+        not evidence (:func:`rawproof.verify.not_evidence_reason`), at most
         :data:`HEATMAP_SIDE` px; JPEG q90, which encodes ~10x faster than PNG and the
         page only shows it), ``None`` when no analysis ran; ``verify_ms`` is the wall time
         of the ``verify()`` call alone.
@@ -41,7 +42,8 @@ def analyse_upload(data: bytes, verify_kwargs: Mapping[str, Any]) -> dict[str, A
     heatmap = None
     if fa.available and fa.p_manipulated.size and report.preview is not None:
         buf = io.BytesIO()
-        render_heatmap(fa, report.preview, max_side=HEATMAP_SIDE).save(buf, "JPEG", quality=90)
+        render_heatmap(fa, report.preview, max_side=HEATMAP_SIDE, not_evidence=not_evidence_reason(report)).save(
+            buf, "JPEG", quality=90)
         heatmap = buf.getvalue()
     as_dict = report.to_dict()
     return {"report": as_dict, "page": explain(as_dict, describe_regions(fa)), "heatmap_jpeg": heatmap,

@@ -88,7 +88,7 @@ _TRUST_WORDS = {
     "untrusted_signer": ("untrusted", "intact, but the signer is not trusted"),
     "invalid": ("invalid", "signature or content check failed"),
     "no_manifest": ("none", "no Content Credentials"),
-    "unavailable": ("unknown", "stored elsewhere, not fetched"),
+    "manifest_unavailable": ("unknown", "stored elsewhere, not fetched"),
     # trust of one step of the history
     "device": ("trusted", "valid signature by a trusted device"),
     "trusted": ("trusted", "valid signature by a trusted signer (not a device)"),
