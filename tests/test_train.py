@@ -293,3 +293,16 @@ def test_product_protocol_joint_run_with_context_codec_mix_and_visibility(tiny_d
 
     assert describe_channel(cfg) == ("2x box down + {libjpeg (straight-through), dJPEG} q50 444 (hard rounding), drawn per step; "
                                      "product protocol: 2 crops of 32 px per 64 px NIP window, >= 8 px inside")
+
+
+def test_evaluate_never_reuses_a_stale_nip_export(tiny_dataset: Path, tmp_path: Path) -> None:
+    from rawproof.models import file_sha256, load_model_info
+
+    run(_cfg(tiny_dataset, tmp_path / "n", regime="nip", steps=1))
+    first = evaluate_run(tmp_path / "n", data=tiny_dataset, patch=32).psnr_db
+    shutil.copytree(tmp_path / "n", tmp_path / "copy")  # the copy's nip.onnx is as new as its nip.pt
+    run(_cfg(tiny_dataset, tmp_path / "copy", regime="nip", steps=3))  # resumed: nip.pt changes
+    second = evaluate_run(tmp_path / "copy", data=tiny_dataset, patch=32).psnr_db
+    info = load_model_info(tmp_path / "copy" / "nip.onnx")
+    assert info.metadata["checkpoint_sha256"] == file_sha256(tmp_path / "copy" / "nip.pt")
+    assert second != first

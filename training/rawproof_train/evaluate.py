@@ -47,7 +47,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from rawproof.models import ModelInfo, ModelKind, load_model_info
+from rawproof.models import ModelInfo, ModelKind, file_sha256, load_model_info
 from rawproof.runtime import get_session
 from rawproof.tiling import STACK_CHANNELS_OF_RGB, run_nip
 from rawproof_train.channel import downscale, libjpeg_roundtrip
@@ -176,15 +176,20 @@ def _load_fan(path: Path) -> tuple[torch.nn.Module, list[str]]:
 
 
 def nip_model(nip_file: Path) -> ModelInfo:
-    """The NIP as ``develop()`` loads it: an ``.onnx`` as is; a checkpoint exported next to itself
-    (``nip.onnx``, with the exporter's parity check), re-exported when the checkpoint is newer."""
+    """The NIP as ``develop()`` loads it: an ``.onnx`` as is; a checkpoint exported next to itself (``nip.onnx``,
+    with the exporter's parity check), re-exported unless that file records this checkpoint's SHA-256 (a copied
+    or resumed run folder never reuses a stale export)."""
     if nip_file.suffix == ".onnx":
         return load_model_info(nip_file)
+    digest = file_sha256(nip_file)
     onnx_path = nip_file.with_suffix(".onnx")
-    if not onnx_path.exists() or onnx_path.stat().st_mtime < nip_file.stat().st_mtime:
-        from rawproof_export.onnx_export import export_checkpoint
+    if onnx_path.exists():
+        info = load_model_info(onnx_path)
+        if info.metadata.get("checkpoint_sha256") == digest:
+            return info
+    from rawproof_export.onnx_export import export_checkpoint
 
-        export_checkpoint(nip_file, onnx_path, metadata={"name": f"{nip_file.parent.name}_nip"})
+    export_checkpoint(nip_file, onnx_path, metadata={"name": f"{nip_file.parent.name}_nip", "checkpoint_sha256": digest})
     return load_model_info(onnx_path)
 
 
